@@ -1,0 +1,103 @@
+"""Backbone registry and factory: ``create_backbone(arch, num_classes=..., weights=...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from raytailor.backbones import cifar, resnet
+from raytailor.backbones.base import BlockInfo, BlockNetwork
+from raytailor.backbones.weights import (
+    is_torchvision_format,
+    load_matching,
+    read_state_dict,
+    resolve_weights_path,
+)
+from raytailor.cost import count_macs, count_params
+from raytailor.errors import BackboneError
+
+_SMALL: dict[str, Callable[[int], BlockNetwork]] = {"resnet20": cifar.resnet20, "wrn26": cifar.wrn26}
+
+
+def list_backbones() -> list[str]:
+    return sorted([*resnet.TORCHVISION_RESNETS, *_SMALL])
+
+
+def create_backbone(
+    arch: str, *, num_classes: int, weights: str = "none", base_dir: Path | None = None
+) -> BlockNetwork:
+    """Build ``arch`` with a fresh ``num_classes``-way classifier and pre-trained features.
+
+    ``weights``: ``imagenet`` (torchvision ResNets; downloads through torchvision), ``none``
+    (random init), or a file path / ``asset:NAME`` (relative paths resolve against ``base_dir``).
+    """
+    if arch not in list_backbones():
+        raise BackboneError(f"unknown backbone {arch!r}; choose one of {', '.join(list_backbones())}")
+    if arch in resnet.TORCHVISION_RESNETS:
+        return _create_torchvision(arch, num_classes=num_classes, weights=weights, base_dir=base_dir)
+    network = _SMALL[arch](num_classes)
+    if weights == "imagenet":
+        raise BackboneError(f"{arch} has no ImageNet weights; use backbone.weights: PATH or none")
+    if weights != "none":
+        path = resolve_weights_path(weights, base_dir)
+        load_matching(network, read_state_dict(path), source=str(path))
+        network.reset_classifier(num_classes)
+    return network
+
+
+def _create_torchvision(arch: str, *, num_classes: int, weights: str, base_dir: Path | None) -> BlockNetwork:
+    if weights == "imagenet":
+        enum = getattr(resnet._tv_resnet, resnet.TORCHVISION_RESNETS[arch][1]).IMAGENET1K_V1
+        try:
+            model = resnet.build_torchvision_resnet(arch, num_classes=1000, weights_enum=enum)
+        except OSError as error:  # URLError is an OSError: no network, proxy, disk
+            raise BackboneError(
+                f"could not download ImageNet weights for {arch} ({error}); fetch "
+                f"{enum.url} elsewhere and set backbone.weights to that file"
+            ) from None
+        network = resnet.from_torchvision_resnet(model, arch)
+        network.reset_classifier(num_classes)
+        return network
+    model = resnet.build_torchvision_resnet(arch, num_classes=num_classes)
+    if weights == "none":
+        return resnet.from_torchvision_resnet(model, arch)
+    path = resolve_weights_path(weights, base_dir)
+    state = read_state_dict(path)
+    if is_torchvision_format(state):
+        load_matching(model, state, source=str(path))
+        network = resnet.from_torchvision_resnet(model, arch)
+    else:
+        network = resnet.from_torchvision_resnet(model, arch)
+        load_matching(network, state, source=str(path))
+    network.reset_classifier(num_classes)
+    return network
+
+
+def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
+    """Channels, stride, resolution, params and MACs of every block at ``image_size``."""
+    import torch
+
+    device = next(network.parameters()).device
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        nodes, _ = network.forward_nodes(torch.zeros(1, 3, image_size, image_size, device=device))
+    network.train(was_training)
+    infos = []
+    for index, block in enumerate(network.blocks, start=1):
+        stride = max(m.stride[0] for m in block.modules() if isinstance(m, nn.Conv2d))
+        infos.append(
+            BlockInfo(
+                index=index,
+                in_channels=nodes[index - 1].shape[1],
+                out_channels=nodes[index].shape[1],
+                stride=stride,
+                resolution=nodes[index].shape[2],
+                params=count_params(block),
+                macs=count_macs(block, nodes[index - 1]),
+                bottleneck_width=network.bottleneck_widths[index - 1],
+            )
+        )
+    return infos

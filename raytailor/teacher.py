@@ -1,0 +1,38 @@
+"""The teacher: the pre-trained backbone fine-tuned end to end on the target task.
+
+It is both the accuracy reference (the target is relative to its validation accuracy) and the
+NetTailor distillation teacher.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import copy
+
+import torch.nn.functional as F
+
+from raytailor.backbones import BlockNetwork
+from raytailor.train import EpochCallback, OptimConfig, fit, sgd
+
+if TYPE_CHECKING:
+    from raytailor.data import TensorLoader
+
+
+def train_teacher(
+    pretrained: BlockNetwork, *, train_loader: TensorLoader, val_loader: TensorLoader,
+    config: OptimConfig, on_epoch: EpochCallback | None = None, verbose: bool = True,
+) -> BlockNetwork:
+    teacher = copy.deepcopy(pretrained)
+    teacher.requires_grad_(True)
+    optimizer = sgd([{"params": list(teacher.parameters())}], config)
+
+    def step_loss(images, labels):
+        logits = teacher(images)
+        return F.cross_entropy(logits, labels), logits, {}
+
+    fit(teacher, stage="teacher", train_loader=train_loader, val_loader=val_loader,
+        optimizer=optimizer, epochs=config.epochs, step_loss=step_loss, on_epoch=on_epoch,
+        verbose=verbose)
+    teacher.eval()
+    return teacher

@@ -1,0 +1,109 @@
+"""Fit / evaluate loops shared by every method and stage (teacher, student, fine-tune).
+
+A stage supplies ``step_loss(images, labels) -> (loss, logits, extras)``; the loop owns the
+optimizer step, the cosine learning-rate schedule, accuracy bookkeeping, progress lines on
+stderr and per-epoch callbacks (the search layer logs them to TensorBoard).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from raytailor.data import TensorLoader
+
+
+StepLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
+EpochCallback = Callable[[str, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+
+def sgd(param_groups: list[dict], config: OptimConfig) -> torch.optim.SGD:
+    """SGD with momentum; a group may override ``weight_decay`` (attention logits use 0)."""
+    groups = [g for g in param_groups if any(p.requires_grad for p in g["params"])]
+    for group in groups:
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        group.setdefault("weight_decay", config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: TensorLoader) -> float:
+    """Top-1 accuracy in percent."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        correct += (model(images).argmax(dim=1) == labels).sum().item()
+        total += labels.numel()
+    model.train(was_training)
+    return 100.0 * correct / max(total, 1)
+
+
+def fit(
+    model: nn.Module,
+    *,
+    stage: str,
+    train_loader: TensorLoader,
+    val_loader: TensorLoader | None,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    step_loss: StepLoss,
+    on_epoch: EpochCallback | None = None,
+    verbose: bool = True,
+) -> dict[str, float]:
+    """Train ``epochs`` epochs with a per-step cosine schedule; return the last epoch's metrics."""
+    total_steps = max(1, epochs * len(train_loader))
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    step = 0
+    metrics: dict[str, float] = {}
+    for epoch in range(1, epochs + 1):
+        model.train()
+        train_loader.set_epoch(epoch)
+        started = time.perf_counter()
+        sums: dict[str, float] = {}
+        correct = seen = 0
+        for images, labels in train_loader:
+            scale = 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * scale
+            loss, logits, extras = step_loss(images, labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{stage}: loss became {loss.item()} at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            batch = labels.numel()
+            seen += batch
+            correct += (logits.detach().argmax(dim=1) == labels).sum().item()
+            for key, value in {"loss": loss.item(), **extras}.items():
+                sums[key] = sums.get(key, 0.0) + value * batch
+        metrics = {key: value / max(seen, 1) for key, value in sums.items()}
+        metrics["train_accuracy"] = 100.0 * correct / max(seen, 1)
+        if val_loader is not None:
+            metrics["val_accuracy"] = evaluate(model, val_loader)
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        if verbose:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch_seconds")
+            print(f"[{stage}] epoch {epoch}/{epochs}  {shown}  ({metrics['epoch_seconds']:.1f}s)",
+                  file=sys.stderr, flush=True)
+        if on_epoch is not None:
+            on_epoch(stage, epoch, metrics)
+    return metrics
