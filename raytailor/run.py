@@ -1,0 +1,161 @@
+"""One tailoring run with fixed hyper-parameters (``raytailor tailor``); no Ray.
+
+prepare data + backbone -> teacher -> method -> metrics on the exported module -> files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from raytailor.backbones import BlockNetwork, create_backbone
+from raytailor.cost import count_params, image_macs
+from raytailor.data import Splits, TensorLoader, default_flip, load_splits
+from raytailor.spec import Spec
+from raytailor.teacher import train_teacher
+from raytailor.train import OptimConfig, evaluate
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Prepared:
+    """What every run (and every search trial) shares: data, pre-trained backbone, device."""
+
+    spec: Spec
+    splits: Splits
+    pretrained: BlockNetwork
+    device: torch.device
+
+    def loader(self, split: str, *, batch_size: int, train: bool = False) -> TensorLoader:
+        data = self.spec.data
+        flip = default_flip(data.dataset) if data.flip is None else data.flip
+        return TensorLoader(
+            getattr(self.splits, split), batch_size=batch_size, mean=self.splits.mean,
+            std=self.splits.std, shuffle=train, augment=train and data.augment, flip=train and flip,
+            device=self.device, seed=data.seed,
+        )
+
+
+def load_data(spec: Spec) -> Splits:
+    """The spec's train / val / test splits (a relative data.root is relative to the spec)."""
+    data = spec.data
+    root = data.root
+    if root is not None and not Path(root).expanduser().is_absolute():
+        root = str(Path(spec.base_dir) / root)
+    return load_splits(
+        dataset=data.dataset, root=root, image_size=data.image_size, val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction, seed=data.seed, download=data.download,
+        num_classes=data.num_classes, samples_per_class=data.samples_per_class,
+    )
+
+
+def prepare(spec: Spec) -> Prepared:
+    splits = load_data(spec)
+    device = resolve_device(spec.device)
+    pretrained = create_backbone(
+        spec.backbone.arch, num_classes=splits.num_classes, weights=spec.backbone.weights,
+        base_dir=Path(spec.base_dir),
+    )
+    return Prepared(spec=spec, splits=splits, pretrained=pretrained.to(device), device=device)
+
+
+def fit_teacher(prepared: Prepared, *, verbose: bool = True) -> BlockNetwork:
+    t = prepared.spec.teacher
+    torch.manual_seed(prepared.spec.data.seed)
+    return train_teacher(
+        prepared.pretrained,
+        train_loader=prepared.loader("train", batch_size=t.batch_size, train=True),
+        val_loader=prepared.loader("val", batch_size=256),
+        config=OptimConfig(t.epochs, t.lr, t.momentum, t.weight_decay), verbose=verbose,
+    )
+
+
+def model_metrics(prepared: Prepared, model: nn.Module, task_modules: list[nn.Module]) -> dict[str, Any]:
+    """Accuracy (percent) on val and test, and costs counted on ``model`` itself."""
+    return {
+        "val_accuracy": evaluate(model, prepared.loader("val", batch_size=256)),
+        "test_accuracy": evaluate(model, prepared.loader("test", batch_size=256)),
+        "params": count_params(model),
+        "macs": image_macs(model, prepared.spec.data.image_size),
+        "task_params": count_params(task_modules),
+    }
+
+
+def input_description(prepared: Prepared) -> dict[str, Any]:
+    return {
+        "image_size": prepared.spec.data.image_size, "mean": list(prepared.splits.mean),
+        "std": list(prepared.splits.std), "class_names": list(prepared.splits.class_names),
+    }
+
+
+def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Run teacher -> method with ``spec.hyperparameters()``; write result.json and model/."""
+    from raytailor.export import save_tailored
+    from raytailor.nettailor.pipeline import run_nettailor
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    values = spec.hyperparameters()
+    config = spec.method_config(values)
+    prepared = prepare(spec)
+    teacher = fit_teacher(prepared, verbose=verbose)
+    teacher_metrics = model_metrics(prepared, teacher, [teacher])  # fine-tuning: all params are the task's
+
+    torch.manual_seed(spec.data.seed)
+    outcome = run_nettailor(
+        prepared.pretrained, teacher, config=config, image_size=spec.data.image_size,
+        train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
+        val_loader=prepared.loader("val", batch_size=256), verbose=verbose,
+    )
+    model = outcome.model
+    metrics = model_metrics(prepared, model, model.task_modules())
+    architecture = {
+        "method": spec.method, "arch": model.arch, "num_classes": model.classifier.out_features,
+        "paths": [p.to_list() for p in model.paths], "input": input_description(prepared),
+    }
+    save_tailored(model, out_dir / "model", architecture=architecture)
+    result = {
+        "name": spec.name, "method": spec.method, "backbone": spec.backbone.arch,
+        **metrics,
+        "blocks_kept": sum(p.kind == "block" for p in outcome.survivors),
+        "blocks_total": prepared.pretrained.num_blocks,
+        "proxies_kept": sum(p.kind == "proxy" for p in outcome.survivors),
+        "image_size": spec.data.image_size,
+        "hyperparameters": dataclasses.asdict(config),
+        "teacher": teacher_metrics,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "spec.yaml").write_text(_dump_spec(spec))
+    if verbose:
+        print(
+            f"[done] tailored: val {metrics['val_accuracy']:.2f}%  test {metrics['test_accuracy']:.2f}%  "
+            f"params {metrics['params']:,}  MACs {metrics['macs']:,}  |  teacher: test "
+            f"{teacher_metrics['test_accuracy']:.2f}%  params {teacher_metrics['params']:,}  -> {out_dir}",
+            file=sys.stderr, flush=True,
+        )
+    return result
+
+
+def _dump_spec(spec: Spec) -> str:
+    import yaml
+
+    import raytailor
+
+    data = spec.to_dict()
+    data["versions"] = {"raytailor": raytailor.__version__, "torch": torch.__version__}
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,306 @@
+"""Experiment spec: YAML -> typed, validated dataclasses. Unknown keys are rejected.
+
+Every error is a :class:`SpecError` whose one-line message names the field, the value and the
+rule. ``--set KEY=VALUE`` overrides any field (``data.image_size=32``) or pins a method
+hyper-parameter (``gamma1=0.5``: removed from ``space``, put in ``fixed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raytailor.errors import SpecError
+from raytailor.nettailor.config import NetTailorConfig
+
+METHODS: dict[str, type] = {"nettailor": NetTailorConfig}
+OBJECTIVES = ("accuracy", "macs", "params", "task_params")
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    arch: str
+    weights: str = "none"  # imagenet | none | path (relative to the spec file) | asset:NAME
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str
+    root: str | None = None
+    image_size: int = 224
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2  # only for datasets without an official test split
+    seed: int = 0
+    download: bool = False
+    num_classes: int | None = None
+    samples_per_class: int | None = None
+    flip: bool | None = None  # None: the dataset's default (no flips for digits)
+    augment: bool = True
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    epochs: int = 30
+    lr: float = 0.01
+    batch_size: int = 64
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    max_drop: float = 0.5  # accuracy points below the teacher's validation accuracy
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    trials: int = 16
+    max_concurrent: int = 2
+    sampler: str = "tpe"
+    seed: int = 0
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched hyper-parameter: a float/int range (``low``/``high``, ``log``, ``step``) or
+    ``choices``; ``default`` is what ``raytailor tailor`` uses (method default when absent)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list | None = None
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    method: str
+    backbone: BackboneSpec
+    data: DataSpec
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    target: TargetSpec = field(default_factory=TargetSpec)
+    objectives: list[str] = field(default_factory=lambda: ["accuracy", "macs"])
+    search: SearchSpec = field(default_factory=SearchSpec)
+    space: dict[str, ParamSpec] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    base_dir: str = field(default=".", metadata={"internal": True})  # the spec file's folder
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Values for one fixed run: each space default (if given), then ``fixed``."""
+        values = {name: p.default for name, p in self.space.items() if p.default is not None}
+        values.update(self.fixed)
+        return values
+
+    def method_config(self, values: dict[str, Any] | None = None):
+        """The method's config dataclass built from ``values`` (default: ``hyperparameters()``)."""
+        values = self.hyperparameters() if values is None else values
+        try:
+            return METHODS[self.method](**values)
+        except (TypeError, ValueError) as error:
+            raise SpecError(f"{self.method} hyper-parameters: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("base_dir")
+        return data
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist; pass the path of a YAML spec")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return parse_spec(raw, overrides=overrides, base_dir=path.resolve().parent)
+
+
+def parse_spec(raw: Any, *, overrides: list[str] | None = None, base_dir: Path | None = None) -> Spec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"a spec must be a YAML mapping, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or [])
+    spec = _build(Spec, raw, "spec")
+    spec = dataclasses.replace(spec, base_dir=str(base_dir or Path.cwd()))
+    _validate(spec)
+    return spec
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``KEY=VALUE`` strings (VALUE parsed as YAML) to a copy of the raw spec."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    sections = {f.name for f in dataclasses.fields(Spec)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        parts = key.split(".")
+        if parts[0] in sections:
+            node = raw
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[parts[-1]] = value
+            continue
+        names = _method_fields(raw.get("method"))
+        if len(parts) == 1 and key in names:
+            if isinstance(raw.get("space"), dict):
+                raw["space"].pop(key, None)
+            if not isinstance(raw.get("fixed"), dict):
+                raw["fixed"] = {}
+            raw["fixed"][key] = value
+            continue
+        raise SpecError(
+            f"--set {key}: not a spec field or a {raw.get('method')} hyper-parameter; "
+            f"use SECTION.FIELD (e.g. data.image_size) or one of {', '.join(sorted(names))}"
+        )
+    return raw
+
+
+def _method_fields(method: Any) -> set[str]:
+    config = METHODS.get(method) if isinstance(method, str) else None
+    return {f.name for f in dataclasses.fields(config)} if config else set()
+
+
+def _build(cls: type, raw: Any, where: str):
+    """Build dataclass ``cls`` from mapping ``raw``, checking keys and value types."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name in raw:
+            values[name] = _coerce(raw[name], hints[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SpecError(f"{where}: missing required key {name!r}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except SpecError as error:
+                errors.append(error)
+        raise errors[0]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SpecError(f"{where} must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{where} must be a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported spec type {hint!r} at {where}")
+
+
+def _validate(spec: Spec) -> None:
+    from raytailor.backbones import list_backbones
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise SpecError(message)
+
+    need(spec.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {spec.method!r}")
+    need(spec.backbone.arch in list_backbones(),
+         f"backbone.arch {spec.backbone.arch!r} is unknown; choose one of {', '.join(list_backbones())}")
+    need(spec.data.image_size >= 8, f"data.image_size must be >= 8, got {spec.data.image_size}")
+    need(0 <= spec.data.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {spec.data.val_fraction}")
+    need(0 <= spec.data.test_fraction < 1, f"data.test_fraction must be in [0, 1), got {spec.data.test_fraction}")
+    need(spec.target.max_drop >= 0, f"target.max_drop must be >= 0 accuracy points, got {spec.target.max_drop}")
+    need(spec.teacher.epochs >= 0, f"teacher.epochs must be >= 0, got {spec.teacher.epochs}")
+    need(spec.teacher.lr > 0, f"teacher.lr must be > 0, got {spec.teacher.lr}")
+    need(spec.teacher.batch_size >= 1, f"teacher.batch_size must be >= 1, got {spec.teacher.batch_size}")
+    need(bool(spec.objectives) and spec.objectives[0] == "accuracy",
+         f"objectives must start with accuracy, got {spec.objectives}")
+    for objective in spec.objectives:
+        need(objective in OBJECTIVES, f"objective {objective!r} is unknown; use {', '.join(OBJECTIVES)}")
+    need(spec.search.sampler in SAMPLERS, f"search.sampler must be one of {', '.join(SAMPLERS)}, got {spec.search.sampler!r}")
+    need(spec.search.trials >= 1, f"search.trials must be >= 1, got {spec.search.trials}")
+    need(spec.search.max_concurrent >= 1, f"search.max_concurrent must be >= 1, got {spec.search.max_concurrent}")
+    need(spec.search.resources.cpu > 0, f"search.resources.cpu must be > 0 (a GPU trial still needs a CPU), got {spec.search.resources.cpu}")
+    need(spec.search.resources.gpu >= 0, f"search.resources.gpu must be >= 0, got {spec.search.resources.gpu}")
+    names = _method_fields(spec.method)
+    for section in ("space", "fixed"):
+        for key in getattr(spec, section):
+            need(key in names, f"{section}.{key} is not a {spec.method} hyper-parameter; known: {', '.join(sorted(names))}")
+    for key in set(spec.space) & set(spec.fixed):
+        raise SpecError(f"{key} is both in space and fixed; keep it in one of them")
+    for key, param in spec.space.items():
+        _validate_param(key, param)
+    spec.method_config()  # every default and fixed value must make a valid config
+
+
+def _validate_param(key: str, p: ParamSpec) -> None:
+    where = f"space.{key}"
+    if p.choices is not None:
+        if p.low is not None or p.high is not None:
+            raise SpecError(f"{where}: give either choices or low/high, not both")
+        if not p.choices:
+            raise SpecError(f"{where}.choices is empty; list at least one value")
+        if p.default is not None and p.default not in p.choices:
+            raise SpecError(f"{where}.default {p.default!r} is not one of the choices {p.choices}")
+        return
+    if p.low is None or p.high is None:
+        raise SpecError(f"{where}: needs low and high, or choices")
+    if not p.low <= p.high:
+        raise SpecError(f"{where}: low {p.low} must be <= high {p.high}")
+    if p.log and p.low <= 0:
+        raise SpecError(f"{where}: a log range needs low > 0, got {p.low}")
+    if p.default is not None and not p.low <= p.default <= p.high:
+        raise SpecError(f"{where}.default {p.default} is outside [{p.low}, {p.high}]")

@@ -1,0 +1,138 @@
+"""PathNetwork: structure, frozen statistics, compaction equivalence, independent cost counts."""
+
+import copy
+
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from raytailor.backbones import create_backbone
+from raytailor.cost import count_params, image_macs
+from raytailor.export import load_tailored, save_tailored
+from raytailor.nettailor.compaction import compact
+from raytailor.nettailor.graph import Path, dense_paths
+from raytailor.nettailor.network import PathNetwork
+from raytailor.nettailor.pruning import select_survivors
+
+
+def _student(arch="resnet20", skips=3, image_size=32, classes=5):
+    backbone = create_backbone(arch, num_classes=classes)
+    return PathNetwork(backbone, dense_paths(backbone.num_blocks, skips), image_size=image_size)
+
+
+def _randomise(network: PathNetwork, seed: int = 0) -> None:
+    """Random attention and proxy/BN parameters so equivalence checks are not trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in network.attention.values():
+            p.copy_(torch.randn((), generator=g) * 2)
+        for m in network.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def test_initial_attention_is_plus_two_block_minus_two_proxy():
+    student = _student(skips=3)
+    alpha = student.attention_weights()
+    node5 = [i for i, p in enumerate(student.paths) if p.dst == 5]
+    weights = {student.paths[i].kind: alpha[i].item() for i in node5}
+    # softmax over [+2, -2, -2, -2]: a proxy gets e^-2 / (e^2 + 3 e^-2) ~ 0.0177
+    assert weights["proxy"] == pytest.approx(0.0177, abs=5e-4)
+    assert alpha[node5].sum().item() == pytest.approx(1.0)
+
+
+def test_frozen_backbone_statistics_do_not_drift_in_train_mode():
+    student = _student()
+    before = copy.deepcopy(student.blocks.state_dict())
+    stem_before = copy.deepcopy(student.stem.state_dict())
+    student.train()
+    student(torch.randn(8, 3, 32, 32) * 3 + 1)
+    for key, value in student.blocks.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    for key, value in student.stem.state_dict().items():
+        assert torch.equal(value, stem_before[key]), key
+    assert all(not p.requires_grad for p in student.blocks.parameters())
+    assert all(p.requires_grad for p in student.proxies.parameters())
+
+
+def test_gradients_reach_proxies_and_attention_only():
+    student = _student()
+    student.train()
+    student(torch.randn(4, 3, 32, 32)).sum().backward()
+    assert all(p.grad is None for p in student.blocks.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.proxies.parameters())
+    assert all(p.grad is not None for p in student.attention.values())
+
+
+@pytest.mark.parametrize("arch,image_size,skips", [("resnet20", 32, 3), ("resnet20", 32, 5), ("wrn26", 64, 2)])
+def test_compacted_model_equals_pruned_student(arch, image_size, skips):
+    student = _student(arch, skips=skips, image_size=image_size)
+    _randomise(student, seed=skips)
+    alpha = student.attention_weights().detach().tolist()
+    survivors = select_survivors(student.paths, alpha, theta=0.2, blocks_removed=3,
+                                 last_node=student.num_nodes)
+    removed = set(student.paths) - set(survivors)
+    assert removed, "the test must actually prune something"
+    student.disable(removed)
+    compacted = compact(student, survivors)
+    student.eval(), compacted.eval()
+    x = torch.randn(6, 3, image_size, image_size)
+    with torch.no_grad():
+        assert torch.allclose(student(x), compacted(x), atol=1e-5)
+    # physically smaller: removed modules are gone
+    assert len(compacted.blocks) == sum(p.kind == "block" for p in survivors)
+    assert len(compacted.proxies) == sum(p.kind == "proxy" for p in survivors)
+    assert count_params(compacted) < count_params(student)
+
+
+def test_bottleneck_proxies_for_resnet50():
+    backbone = create_backbone("resnet50", num_classes=3)
+    network = PathNetwork(backbone, [Path(1, 0, "block"), Path(1, 0, "proxy")] +
+                          [Path(j, j - 1, "block") for j in range(2, 17)], image_size=64)
+    convs = [m for m in network.proxies["proxy0_1"].modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 256]  # 64 // 4 down, then up to node 1's 256
+    assert network(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+
+
+def test_exported_model_costs_match_independent_counter(tmp_path):
+    student = _student(skips=2)
+    _randomise(student)
+    survivors = select_survivors(student.paths, student.attention_weights().tolist(), theta=0.2,
+                                 blocks_removed=2, last_node=student.num_nodes)
+    compacted = compact(student, survivors)
+    architecture = {"method": "nettailor", "arch": "resnet20", "num_classes": 5,
+                    "paths": [p.to_list() for p in compacted.paths],
+                    "input": {"image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "class_names": list("abcde")}}
+    save_tailored(compacted, tmp_path / "model", architecture=architecture)
+    loaded = load_tailored(tmp_path / "model")
+    x = torch.randn(1, 3, 32, 32)
+    ops, params = tp.utils.count_ops_and_params(loaded, x)
+    assert params == count_params(loaded) == count_params(compacted)
+    hand_macs = _hand_count_macs(loaded, x)
+    assert image_macs(loaded, 32) == hand_macs
+    # torch-pruning also counts BN/ReLU/pool elementwise ops, so it is an upper bound here
+    assert ops >= hand_macs
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), compacted.eval()(x), atol=1e-6)
+
+
+def _hand_count_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Independent MAC count from forward hooks: conv = Cout*H*W*Cin/groups*kh*kw, linear = in*out."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
