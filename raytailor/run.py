@@ -109,6 +109,7 @@ def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "spec.yaml").write_text(_dump_spec(spec))
     values = spec.hyperparameters()
     config = spec.method_config(values)
     prepared = prepare(spec)
@@ -140,7 +141,6 @@ def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "spec.yaml").write_text(_dump_spec(spec))
     if verbose:
         print(
             f"[done] tailored: val {metrics['val_accuracy']:.2f}%  test {metrics['test_accuracy']:.2f}%  "
@@ -157,5 +157,5 @@ def _dump_spec(spec: Spec) -> str:
     import raytailor
 
     data = spec.to_dict()
-    data["versions"] = {"raytailor": raytailor.__version__, "torch": torch.__version__}
+    data["versions"] = {"raytailor": raytailor.__version__, "torch": str(torch.__version__)}
     return yaml.safe_dump(data, sort_keys=False)

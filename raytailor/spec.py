@@ -112,8 +112,11 @@ class Spec:
     def method_config(self, values: dict[str, Any] | None = None):
         """The method's config dataclass built from ``values`` (default: ``hyperparameters()``)."""
         values = self.hyperparameters() if values is None else values
+        config = METHODS[self.method]
+        hints = typing.get_type_hints(config)
+        values = {k: _coerce(v, hints[k], k) if k in hints else v for k, v in values.items()}
         try:
-            return METHODS[self.method](**values)
+            return config(**values)
         except (TypeError, ValueError) as error:
             raise SpecError(f"{self.method} hyper-parameters: {error}") from None
 
@@ -220,7 +223,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise errors[0]
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
-    if origin is list:
+    if origin is list or hint is list:
         if not isinstance(value, list):
             raise SpecError(f"{where} must be a list, got {value!r}")
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value

@@ -6,17 +6,14 @@ NetTailor distillation teacher.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import copy
 
 import torch.nn.functional as F
 
 from raytailor.backbones import BlockNetwork
+from raytailor.data import TensorLoader
 from raytailor.train import EpochCallback, OptimConfig, fit, sgd
 
-if TYPE_CHECKING:
-    from raytailor.data import TensorLoader
 
 
 def train_teacher(

@@ -7,8 +7,6 @@ stderr and per-epoch callbacks (the search layer logs them to TensorBoard).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 import sys
 import time
@@ -18,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from raytailor.data import TensorLoader
+from raytailor.data import TensorLoader
 
 
 StepLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]

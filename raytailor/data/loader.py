@@ -46,6 +46,7 @@ class TensorLoader:
         device: str | torch.device = "cpu",
         seed: int = 0,
         drop_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(
@@ -65,6 +66,9 @@ class TensorLoader:
         self.device = torch.device(device)
         self.seed = int(seed)
         self.drop_last = drop_last
+        # NHWC batches: conv and pooling kernels are several times faster on CPU (oneDNN) and use
+        # tensor cores on GPU; models follow the input's memory format.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._epoch = 0
         self._padding = crop_padding(split.images.shape[-1])
         # Normalising (x/255 - mean)/std as (x - 255*mean) * (1/(255*std)): 3 values, 1 x 3 x 1 x 1.
@@ -99,4 +103,5 @@ class TensorLoader:
                 images = crop_flip(
                     images, padding=self._padding, offset_y=offset_y, offset_x=offset_x, flips=flips
                 )
-            yield images.float().sub_(self._shift).mul_(self._scale), labels
+            images = images.float().sub_(self._shift).mul_(self._scale)
+            yield images.contiguous(memory_format=self.memory_format), labels

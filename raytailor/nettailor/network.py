@@ -18,7 +18,7 @@ from raytailor.backbones.base import BlockNetwork
 from raytailor.backbones.registry import describe_blocks
 from raytailor.cost import count_macs, image_macs
 from raytailor.nettailor.graph import Path
-from raytailor.nettailor.proxy import make_proxy
+from raytailor.nettailor.proxy import Proxy, downsample
 
 BLOCK_LOGIT_INIT = 2.0
 PROXY_LOGIT_INIT = -2.0
@@ -47,7 +47,7 @@ class PathNetwork(nn.Module):
             if path.kind == "block":
                 self.blocks[path.name] = backbone.blocks[path.dst - 1]
             else:
-                self.proxies[path.name] = make_proxy(
+                self.proxies[path.name] = Proxy(
                     channels[path.src], channels[path.dst],
                     stride=math.prod(strides[path.src + 1 : path.dst + 1]),
                     bottleneck_width=infos[path.dst - 1].bottleneck_width,
@@ -79,9 +79,6 @@ class PathNetwork(nn.Module):
         self.register_buffer("path_costs", torch.tensor(costs, dtype=torch.float32) / total, persistent=False)
 
     # ---- structure -------------------------------------------------------------------------
-    def module_of(self, path: Path) -> nn.Module:
-        return self.blocks[path.name] if path.kind == "block" else self.proxies[path.name]
-
     def disable(self, paths: set[Path] | frozenset[Path]) -> None:
         """Skip ``paths`` (the pruned student); they leave the softmax and are not computed."""
         unknown = set(paths) - set(self.paths)
@@ -123,13 +120,22 @@ class PathNetwork(nn.Module):
         """Return ({node: activation}, logits, alpha). Nodes with no enabled input are absent."""
         alpha = self.attention_weights()
         nodes = {0: self.stem(x)}
+        pooled: dict[tuple[int, int], torch.Tensor] = {}  # (source node, stride) -> pooled input
         index = {p: i for i, p in enumerate(self.paths)}
         for node, entering in self._entering.items():
             mixed = None
             for path in entering:
                 if path in self.disabled:
                     continue
-                term = alpha[index[path]] * self.module_of(path)(nodes[path.src])
+                weight = alpha[index[path]]
+                if path.kind == "block":
+                    term = weight * self.blocks[path.name](nodes[path.src])
+                else:
+                    proxy = self.proxies[path.name]
+                    key = (path.src, proxy.stride)
+                    if key not in pooled:
+                        pooled[key] = downsample(nodes[path.src], proxy.stride)
+                    term = proxy.forward_pooled(pooled[key], weight)
                 mixed = term if mixed is None else mixed + term
             if mixed is not None:
                 nodes[node] = self.block_activation(mixed)

@@ -5,8 +5,6 @@ Plain PyTorch, no Ray: the search runs exactly this once per trial.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import copy
 import sys
 from dataclasses import dataclass
@@ -15,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from raytailor.backbones import BlockNetwork
+from raytailor.data import TensorLoader
+from raytailor.fold import folded_attributes, folded_copy
 from raytailor.nettailor.compaction import compact
 from raytailor.nettailor.complexity import ExpectedComplexity
 from raytailor.nettailor.config import NetTailorConfig
@@ -23,9 +23,6 @@ from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.pruning import select_survivors
 from raytailor.train import EpochCallback, OptimConfig, fit, sgd
-
-if TYPE_CHECKING:
-    from raytailor.data import TensorLoader
 
 
 @dataclass
@@ -54,10 +51,11 @@ def train_paths(
 ) -> dict[str, float]:
     """Train a PathNetwork's task-specific parameters with CE + g1 E[C] + g2 Omega (Eq. 12).
 
-    One student forward per step; the teacher runs without autograd.
+    One student forward per step; the teacher runs without autograd. Both the teacher and the
+    student's frozen stem/blocks run as BN-folded copies (same outputs, fewer kernels).
     """
     complexity = ExpectedComplexity(network.paths, network.num_nodes)
-    teacher.eval()
+    teacher = folded_copy(teacher)
     attention = list(network.attention.parameters())
     optimizer = sgd(
         [{"params": list(network.proxies.parameters()) + list(network.classifier.parameters())},
@@ -81,9 +79,10 @@ def train_paths(
             extras["teacher_loss"] = omega.item()
         return loss, logits, extras
 
-    return fit(network, stage=stage, train_loader=train_loader, val_loader=val_loader,
-               optimizer=optimizer, epochs=optim.epochs, step_loss=step_loss,
-               on_epoch=on_epoch, verbose=verbose)
+    with folded_attributes(network, ["stem", "blocks"]):
+        return fit(network, stage=stage, train_loader=train_loader, val_loader=val_loader,
+                   optimizer=optimizer, epochs=optim.epochs, step_loss=step_loss,
+                   on_epoch=on_epoch, verbose=verbose)
 
 
 def run_nettailor(

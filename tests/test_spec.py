@@ -1,0 +1,78 @@
+"""Spec validation: unknown keys, wrong types, bad values, --set overrides."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raytailor.errors import SpecError
+from raytailor.spec import load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "search_spaces" / "demo.yaml"
+
+
+def _raw():
+    return yaml.safe_load(DEMO.read_text())
+
+
+def test_demo_spec_loads_and_resolves_defaults():
+    spec = load_spec(DEMO)
+    values = spec.hyperparameters()
+    assert values["gamma1"] == 0.3 and values["skips"] == 3 and values["student_epochs"] == 12
+    config = spec.method_config()
+    assert config.gamma2 == 10.0 and config.batch_size == 64
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda r: r.update(colour="red"), "unknown key 'colour'"),
+        (lambda r: r["data"].update(imagesize=32), "spec.data: unknown key 'imagesize'"),
+        (lambda r: r["data"].update(image_size="big"), "spec.data.image_size must be an integer"),
+        (lambda r: r["data"].update(image_size=True), "must be an integer"),
+        (lambda r: r["teacher"].update(lr="fast"), "spec.teacher.lr must be a number"),
+        (lambda r: r["backbone"].update(arch="resnet9000"), "backbone.arch 'resnet9000' is unknown"),
+        (lambda r: r.update(method="magic"), "method must be one of"),
+        (lambda r: r["target"].update(max_drop=-1), "target.max_drop must be >= 0"),
+        (lambda r: r["space"].update(gamma3={"low": 0, "high": 1}), "space.gamma3 is not a nettailor hyper-parameter"),
+        (lambda r: r["space"]["gamma1"].update(low=5.0), "low 5.0 must be <= high 3.0"),
+        (lambda r: r["space"]["skips"].update(choices=[]), "choices is empty"),
+        (lambda r: r["space"]["skips"].update(default=9), "default 9 is not one of the choices"),
+        (lambda r: r["fixed"].update(student_epochs=0), "student_epochs must be >= 1"),
+        (lambda r: r["search"].update(sampler="grid"), "search.sampler must be one of"),
+        (lambda r: r["search"]["resources"].update(cpu=0), "search.resources.cpu must be > 0"),
+        (lambda r: r.pop("data"), "missing required key 'data'"),
+        (lambda r: r.update(objectives=["macs"]), "objectives must start with accuracy"),
+    ],
+)
+def test_bad_specs_give_one_line_errors(mutate, message):
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_set_overrides_fields_and_pins_hyperparameters():
+    spec = parse_spec(_raw(), overrides=["data.image_size=16", "gamma1=0.7", "teacher.epochs=1"])
+    assert spec.data.image_size == 16 and spec.teacher.epochs == 1
+    assert "gamma1" not in spec.space and spec.fixed["gamma1"] == 0.7
+    assert spec.hyperparameters()["gamma1"] == 0.7
+
+
+@pytest.mark.parametrize("item,message", [("gamma9=1", "not a spec field"), ("novalue", "KEY=VALUE"),
+                                          ("skips=many", "skips")])
+def test_bad_overrides(item, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(_raw(), overrides=[item])
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
