@@ -64,6 +64,7 @@ def load_data(spec: Spec) -> Splits:
 
 def prepare(spec: Spec) -> Prepared:
     splits = load_data(spec)
+    torch.manual_seed(spec.data.seed)  # the new classifier's initialisation
     device = resolve_device(spec.device)
     pretrained = create_backbone(
         spec.backbone.arch, num_classes=splits.num_classes, weights=spec.backbone.weights,

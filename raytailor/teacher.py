@@ -12,8 +12,17 @@ import torch.nn.functional as F
 
 from raytailor.backbones import BlockNetwork
 from raytailor.data import TensorLoader
-from raytailor.train import EpochCallback, OptimConfig, fit, sgd
+from raytailor.train import EpochCallback, OptimConfig, StepLoss, fit, sgd
 
+
+def fine_tuning_objective(network: BlockNetwork) -> StepLoss:
+    """Plain cross-entropy fine-tuning of every parameter."""
+
+    def step_loss(images, labels):
+        logits = network(images)
+        return F.cross_entropy(logits, labels), logits, {}
+
+    return step_loss
 
 
 def train_teacher(
@@ -22,14 +31,8 @@ def train_teacher(
 ) -> BlockNetwork:
     teacher = copy.deepcopy(pretrained)
     teacher.requires_grad_(True)
-    optimizer = sgd([{"params": list(teacher.parameters())}], config)
-
-    def step_loss(images, labels):
-        logits = teacher(images)
-        return F.cross_entropy(logits, labels), logits, {}
-
     fit(teacher, stage="teacher", train_loader=train_loader, val_loader=val_loader,
-        optimizer=optimizer, epochs=config.epochs, step_loss=step_loss, on_epoch=on_epoch,
-        verbose=verbose)
+        optimizer=sgd([{"params": list(teacher.parameters())}], config), epochs=config.epochs,
+        step_loss=fine_tuning_objective(teacher), on_epoch=on_epoch, verbose=verbose)
     teacher.eval()
     return teacher

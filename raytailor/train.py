@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from raytailor.data import TensorLoader
+from raytailor.errors import TailoringError
 
 
 StepLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
@@ -82,7 +83,10 @@ def fit(
                 group["lr"] = base * scale
             loss, logits, extras = step_loss(images, labels)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{stage}: loss became {loss.item()} at epoch {epoch}")
+                raise TailoringError(
+                    f"{stage}: the loss became {loss.item()} at epoch {epoch}; "
+                    "lower the learning rate or the loss weights"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,7 +1,7 @@
 """Pre-train the demo backbone: a ResNet-20 on the synthetic shapes task (the *source* task).
 
 The demo then transfers it to scikit-learn's handwritten digits (the *target* task), a genuinely
-different problem, fully offline. The result ships as raytailor/assets/resnet20_shapes.safetensors
+different problem, fully offline. The result ships as raytailor/assets/resnet20_shapes16.safetensors
 (~1 MB) so `make demo` does not pay for it; rerun this script to regenerate it:
 
     .venv/bin/python scripts/pretrain_demo_backbone.py
@@ -24,9 +24,9 @@ from raytailor.train import OptimConfig, evaluate, fit, sgd
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=ASSETS / "resnet20_shapes.safetensors")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=ASSETS / "resnet20_shapes16.safetensors")
     args = parser.parse_args()
 
     torch.manual_seed(0)

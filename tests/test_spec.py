@@ -19,9 +19,9 @@ def _raw():
 def test_demo_spec_loads_and_resolves_defaults():
     spec = load_spec(DEMO)
     values = spec.hyperparameters()
-    assert values["gamma1"] == 0.3 and values["skips"] == 3 and values["student_epochs"] == 12
+    assert values["gamma1"] == 0.3 and values["skips"] == 3 and values["student_epochs"] == 30
     config = spec.method_config()
-    assert config.gamma2 == 10.0 and config.batch_size == 64
+    assert config.gamma2 == 3.0 and config.batch_size == 64 and config.momentum == 0.9  # method default
 
 
 @pytest.mark.parametrize(

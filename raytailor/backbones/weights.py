@@ -62,6 +62,13 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], *, so
         k: v for k, v in state.items()
         if not (k in classifier_keys and k in own and own[k].shape != v.shape)
     }
+    mismatched = [k for k, v in kept.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        key = mismatched[0]
+        raise BackboneError(
+            f"weights {source!r} do not fit this architecture ({key}: {tuple(kept[key].shape)} in "
+            f"the file, {tuple(own[key].shape)} in the model); check backbone.arch"
+        )
     missing, unexpected = module.load_state_dict(kept, strict=False)
     missing = [k for k in missing if k not in classifier_keys and not k.startswith(("fc.", "classifier."))]
     if missing or unexpected:

@@ -22,7 +22,7 @@ from raytailor.nettailor.distillation import teacher_loss
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.pruning import select_survivors
-from raytailor.train import EpochCallback, OptimConfig, fit, sgd
+from raytailor.train import EpochCallback, OptimConfig, StepLoss, fit, sgd
 
 
 @dataclass
@@ -44,24 +44,12 @@ def build_student(pretrained: BlockNetwork, teacher: BlockNetwork, *, skips: int
     return student.to(next(teacher.parameters()).device)
 
 
-def train_paths(
-    network: PathNetwork, teacher: BlockNetwork, *, stage: str, gamma1: float, gamma2: float,
-    optim: OptimConfig, train_loader: TensorLoader, val_loader: TensorLoader,
-    on_epoch: EpochCallback | None, verbose: bool,
-) -> dict[str, float]:
-    """Train a PathNetwork's task-specific parameters with CE + g1 E[C] + g2 Omega (Eq. 12).
-
-    One student forward per step; the teacher runs without autograd. Both the teacher and the
-    student's frozen stem/blocks run as BN-folded copies (same outputs, fewer kernels).
-    """
+def student_objective(
+    network: PathNetwork, teacher: BlockNetwork, *, gamma1: float, gamma2: float
+) -> StepLoss:
+    """``step_loss`` for CE + g1 E[C] + g2 Omega (Eq. 12): one student forward per step, the
+    teacher without autograd. ``teacher`` should be a BN-folded copy (see train_paths)."""
     complexity = ExpectedComplexity(network.paths, network.num_nodes)
-    teacher = folded_copy(teacher)
-    attention = list(network.attention.parameters())
-    optimizer = sgd(
-        [{"params": list(network.proxies.parameters()) + list(network.classifier.parameters())},
-         {"params": attention, "weight_decay": 0.0}],
-        optim,
-    )
 
     def step_loss(images, labels):
         with torch.no_grad():
@@ -79,10 +67,30 @@ def train_paths(
             extras["teacher_loss"] = omega.item()
         return loss, logits, extras
 
+    return step_loss
+
+
+def path_optimizer(network: PathNetwork, optim: OptimConfig) -> torch.optim.Optimizer:
+    """SGD over the task-specific parameters; attention logits get no weight decay."""
+    return sgd(
+        [{"params": list(network.proxies.parameters()) + list(network.classifier.parameters())},
+         {"params": list(network.attention.parameters()), "weight_decay": 0.0}],
+        optim,
+    )
+
+
+def train_paths(
+    network: PathNetwork, teacher: BlockNetwork, *, stage: str, gamma1: float, gamma2: float,
+    optim: OptimConfig, train_loader: TensorLoader, val_loader: TensorLoader,
+    on_epoch: EpochCallback | None, verbose: bool,
+) -> dict[str, float]:
+    """Train a PathNetwork's task-specific parameters. The teacher and the student's frozen
+    stem/blocks run as BN-folded copies (same outputs, no BatchNorm kernels)."""
+    step_loss = student_objective(network, folded_copy(teacher), gamma1=gamma1, gamma2=gamma2)
     with folded_attributes(network, ["stem", "blocks"]):
         return fit(network, stage=stage, train_loader=train_loader, val_loader=val_loader,
-                   optimizer=optimizer, epochs=optim.epochs, step_loss=step_loss,
-                   on_epoch=on_epoch, verbose=verbose)
+                   optimizer=path_optimizer(network, optim), epochs=optim.epochs,
+                   step_loss=step_loss, on_epoch=on_epoch, verbose=verbose)
 
 
 def run_nettailor(

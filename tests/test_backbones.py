@@ -1,0 +1,120 @@
+"""Backbone registry, the stem/blocks/head contract, and every weight source."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from raytailor._torchvision import torchvision
+from raytailor.backbones import create_backbone, describe_blocks, list_backbones
+from raytailor.backbones.resnet import from_torchvision_resnet
+from raytailor.cost import count_params, image_macs
+from raytailor.errors import BackboneError
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_redescribed_resnet_matches_torchvision(arch):
+    model = getattr(torchvision.models, arch)().eval()
+    network = from_torchvision_resnet(model, arch).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), network(x))
+
+
+@pytest.mark.parametrize("arch,image_size,blocks,last_channels", [
+    ("resnet18", 64, 8, 512), ("resnet34", 64, 16, 512), ("resnet50", 64, 16, 2048),
+    ("resnet101", 64, 33, 2048), ("resnet20", 32, 9, 64), ("wrn26", 64, 12, 256),
+])
+def test_every_backbone_describes_its_blocks(arch, image_size, blocks, last_channels):
+    network = create_backbone(arch, num_classes=7)
+    infos = describe_blocks(network, image_size)
+    assert len(infos) == blocks == network.num_blocks
+    assert infos[-1].out_channels == last_channels
+    assert all(i.stride in (1, 2) for i in infos)
+    assert sum(i.params for i in infos) == count_params(network.blocks)
+    assert sum(i.macs for i in infos) < image_macs(network, image_size)
+    nodes, logits = network.forward_nodes(torch.randn(2, 3, image_size, image_size))
+    assert len(nodes) == blocks + 1 and logits.shape == (2, 7)
+
+
+def test_forward_nodes_agrees_with_forward():
+    network = create_backbone("resnet20", num_classes=3).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(network.forward_nodes(x)[1], network(x))
+
+
+def test_resnet34_reference_counts():
+    network = create_backbone("resnet34", num_classes=10)
+    assert count_params([network.stem, network.blocks]) == 21_284_672
+    backbone_macs = image_macs(network, 224) - 512 * 10
+    assert abs(backbone_macs / 1e9 - 3.66) < 0.01
+
+
+def test_unknown_backbone_is_one_line_error():
+    with pytest.raises(BackboneError, match="unknown backbone 'vgg99'; choose one of"):
+        create_backbone("vgg99", num_classes=10)
+
+
+def test_imagenet_weights_go_through_torchvision_enum(monkeypatch):
+    """The real download path, with the download replaced by a state dict we made."""
+    source = torchvision.models.resnet18(num_classes=1000)
+    with torch.no_grad():
+        source.layer1[0].conv1.weight.fill_(0.123)
+    seen = {}
+
+    def fake_download(url, *args, **kwargs):
+        seen["url"] = url
+        return source.state_dict()
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", fake_download)
+    network = create_backbone("resnet18", num_classes=5, weights="imagenet")
+    assert seen["url"] == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    assert torch.all(network.blocks[0].residual[0].weight == 0.123)
+    assert network.classifier.out_features == 5
+
+
+def test_imagenet_download_failure_is_one_line(monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(BackboneError, match="could not download ImageNet weights for resnet34") as info:
+        create_backbone("resnet34", num_classes=5, weights="imagenet")
+    assert "\n" not in str(info.value)
+
+
+def test_small_backbones_have_no_imagenet_weights():
+    with pytest.raises(BackboneError, match="resnet20 has no ImageNet weights"):
+        create_backbone("resnet20", num_classes=5, weights="imagenet")
+
+
+def test_local_weights_torchvision_format_pt_and_raytailor_safetensors(tmp_path):
+    source = torchvision.models.resnet18(num_classes=1000)
+    torch.save(source.state_dict(), tmp_path / "r18.pth")
+    network = create_backbone("resnet18", num_classes=3, weights=str(tmp_path / "r18.pth"))
+    assert torch.equal(network.blocks[3].residual[0].weight, source.layer2[1].conv1.weight)
+
+    small = create_backbone("resnet20", num_classes=10)
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(tmp_path / "r20.safetensors"))
+    loaded = create_backbone("resnet20", num_classes=4, weights="r20.safetensors", base_dir=tmp_path)
+    assert torch.equal(loaded.blocks[8].residual[3].weight, small.blocks[8].residual[3].weight)
+    assert loaded.classifier.out_features == 4  # the source classifier is replaced
+
+
+def test_bad_weight_files(tmp_path):
+    with pytest.raises(BackboneError, match="does not exist"):
+        create_backbone("resnet20", num_classes=3, weights=str(tmp_path / "missing.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BackboneError, match="cannot read backbone weights"):
+        create_backbone("resnet20", num_classes=3, weights=str(tmp_path / "junk.pt"))
+    wrong = create_backbone("wrn26", num_classes=3)
+    torch.save(wrong.state_dict(), tmp_path / "wrn.pt")
+    with pytest.raises(BackboneError, match="do not fit this architecture"):
+        create_backbone("resnet20", num_classes=3, weights=str(tmp_path / "wrn.pt"))
+
+
+def test_demo_asset_is_a_pretrained_resnet20():
+    network = create_backbone("resnet20", num_classes=10, weights="asset:resnet20_shapes16.safetensors")
+    fresh = create_backbone("resnet20", num_classes=10)
+    assert not torch.equal(network.blocks[0].residual[0].weight, fresh.blocks[0].residual[0].weight)
+    assert list_backbones() == sorted(list_backbones())

@@ -1,0 +1,113 @@
+"""The raytailor command: a tiny end-to-end tailor run, export, evaluate, describe, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch_pruning as tp
+import yaml
+
+import raytailor
+from raytailor.cli import main
+from raytailor.cost import count_params
+
+TINY = {
+    "name": "tiny",
+    "method": "nettailor",
+    "backbone": {"arch": "resnet20", "weights": "none"},
+    "data": {"dataset": "synthetic", "image_size": 16, "num_classes": 4, "samples_per_class": 40,
+             "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},
+    "teacher": {"epochs": 2, "lr": 0.05, "batch_size": 32},
+    "space": {"skips": {"choices": [1, 2], "default": 2}, "blocks_removed": {"low": 0, "high": 4, "default": 2}},
+    "fixed": {"student_epochs": 1, "finetune_epochs": 1, "batch_size": 32, "theta": 0.1},
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    spec = root / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    out = root / "run"
+    assert main(["tailor", str(spec), "--out", str(out), "--set", "gamma1=0.5"]) == 0
+    return spec, out, json.loads((out / "result.json").read_text())
+
+
+def test_tailor_writes_result_and_model(tiny_run):
+    spec, out, result = tiny_run
+    for key in ("val_accuracy", "test_accuracy", "params", "macs", "task_params", "blocks_kept",
+                "proxies_kept", "image_size", "teacher"):
+        assert key in result
+    assert result["hyperparameters"]["gamma1"] == 0.5  # --set reached the run
+    assert result["blocks_kept"] <= 9 - 2
+    assert result["params"] < result["teacher"]["params"]
+    assert (out / "model" / "weights.safetensors").is_file() and (out / "spec.yaml").is_file()
+
+
+def test_reloaded_export_reproduces_reported_figures(tiny_run, capsys):
+    spec, out, result = tiny_run
+    model = raytailor.load_tailored(out / "model")
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert count_params(model) == result["params"]
+    _, tp_params = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, 16, 16))
+    assert tp_params == result["params"]
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model"), "--spec", str(spec), "--split", "test", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(result["test_accuracy"])
+    assert evaluated["macs"] == result["macs"] and evaluated["params"] == result["params"]
+
+
+def test_export_copies_the_model(tiny_run, tmp_path):
+    _, out, result = tiny_run
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
+    assert count_params(raytailor.load_tailored(tmp_path / "exported")) == result["params"]
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 2  # not empty
+
+
+def test_describe_resnet34_paper_counts(capsys):
+    assert main(["describe", "--method", "nettailor", "--backbone", "resnet34", "--num-classes", "10",
+                 "--image-size", "224", "--set", "skips=3", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["proxies"] == 45
+    assert info["backbone_params"] == 21_284_672
+    assert round(info["backbone_macs"] / 1e9, 2) == 3.66
+    # independent count: proxy 1x1 conv + BN affine (2,750,208, REFERENCE.md), the classifier
+    # 512*10+10, one attention logit per path (16 blocks + 45 proxies)
+    assert info["task_params"] == 2_750_208 + 5_130 + 61
+    assert info["student_params"] == info["backbone_params"] + info["task_params"]
+    assert info["student_macs"] > info["backbone_macs"]
+
+
+def _run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "raytailor.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"colour": 1}, "unknown key 'colour'"),
+    ({"data": {**TINY["data"], "image_size": "x"}}, "must be an integer"),
+    ({"backbone": {"arch": "resnet9000"}}, "resnet9000"),
+    ({"data": {**TINY["data"], "dataset": "imagefolder", "root": "/nonexistent/flowers"}}, "/nonexistent/flowers"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, edit, message):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, **edit}))
+    done = _run_cli("tailor", str(spec), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("raytailor: error:") and message in lines[0]
+
+
+def test_missing_spec_and_bad_flags_exit_2(tmp_path):
+    done = _run_cli("tailor", str(tmp_path / "none.yaml"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    done = _run_cli("describe", "--backbone", "resnet20", "--num-classes", "3", "--image-size", "32",
+                    "--set", "skips=-1")
+    assert done.returncode == 2 and "skips must be >= 0" in done.stderr
+    done = _run_cli("evaluate", str(tmp_path), "--spec", str(tmp_path / "none.yaml"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1

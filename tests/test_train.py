@@ -1,0 +1,56 @@
+"""The shared fit / evaluate loop."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raytailor.data import TensorLoader, TensorSplit
+from raytailor.errors import TailoringError
+from raytailor.train import OptimConfig, evaluate, fit, sgd
+
+
+def _split(n=64, classes=2):
+    labels = torch.arange(n) % classes
+    images = (labels.view(-1, 1, 1, 1) * 200 + torch.zeros(n, 3, 8, 8)).to(torch.uint8)
+    return TensorSplit(images=images, labels=labels)
+
+
+def _loader(split, **kw):
+    return TensorLoader(split, batch_size=16, mean=(0.4,) * 3, std=(0.4,) * 3, **kw)
+
+
+def test_fit_learns_a_separable_task_and_reports_metrics():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    seen = []
+    metrics = fit(model, stage="t", train_loader=_loader(_split(), shuffle=True), val_loader=_loader(_split()),
+                  optimizer=sgd([{"params": list(model.parameters())}], OptimConfig(3, 0.1)), epochs=3,
+                  step_loss=lambda x, y: (F.cross_entropy(model(x), y), model(x), {"extra": 1.0}),
+                  on_epoch=lambda stage, epoch, m: seen.append((stage, epoch, m["val_accuracy"])), verbose=False)
+    assert metrics["val_accuracy"] == 100.0 and metrics["extra"] == pytest.approx(1.0)
+    assert [s[:2] for s in seen] == [("t", 1), ("t", 2), ("t", 3)]
+    assert evaluate(model, _loader(_split())) == 100.0
+
+
+def test_cosine_schedule_ends_near_zero_and_restores_nothing():
+    model = nn.Linear(3 * 8 * 8, 2)
+    optimizer = sgd([{"params": list(model.parameters())}], OptimConfig(2, 0.5))
+    lrs = []
+
+    def step_loss(x, y):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        out = model(x.flatten(1))
+        return F.cross_entropy(out, y), out, {}
+
+    fit(model, stage="t", train_loader=_loader(_split()), val_loader=None, optimizer=optimizer,
+        epochs=2, step_loss=step_loss, verbose=False)
+    assert lrs[0] == pytest.approx(0.5) and lrs[-1] < 0.05 and lrs == sorted(lrs, reverse=True)
+
+
+def test_diverging_loss_is_a_tailoring_error():
+    model = nn.Linear(3 * 8 * 8, 2)
+    with pytest.raises(TailoringError, match="the loss became nan at epoch 1; lower the learning rate"):
+        fit(model, stage="student", train_loader=_loader(_split()), val_loader=None,
+            optimizer=sgd([{"params": list(model.parameters())}], OptimConfig(1, 0.1)), epochs=1,
+            step_loss=lambda x, y: (torch.tensor(float("nan"), requires_grad=True), model(x.flatten(1)), {}),
+            verbose=False)
