@@ -86,7 +86,9 @@ def non_dominated(points: np.ndarray, senses: Sequence[str]) -> np.ndarray:
         )
     bad = [s for s in senses if s not in ("max", "min")]
     if bad:
-        raise RaytailorError(f"objective sense must be 'max' or 'min', got {bad[0]!r}; use one of those")
+        raise RaytailorError(
+            f"objective sense must be 'max' or 'min', got {bad[0]!r}; use one of those"
+        )
 
     # Turn every column into "smaller is better".
     sign = np.array([-1.0 if s == "max" else 1.0 for s in senses])
@@ -116,13 +118,19 @@ def objective_columns(objectives: Sequence[str]) -> list[tuple[str, str]]:
     columns = []
     for objective in objectives:
         if objective not in OBJECTIVES:
-            hint = " (model selection uses validation accuracy: write 'accuracy')" if "accuracy" in str(objective) else ""
+            hint = (
+                " (model selection uses validation accuracy: write 'accuracy')"
+                if "accuracy" in str(objective)
+                else ""
+            )
             raise RaytailorError(
                 f"unknown objective {objective!r}{hint}; use one of {', '.join(OBJECTIVES)}"
             )
         columns.append(OBJECTIVES[objective])
     if len(set(columns)) != len(columns):
-        raise RaytailorError(f"objectives must not repeat, got {list(objectives)!r}; list each once")
+        raise RaytailorError(
+            f"objectives must not repeat, got {list(objectives)!r}; list each once"
+        )
     return columns
 
 
@@ -172,7 +180,10 @@ def leanest(rows: list[dict], *, cost: str = "macs") -> dict | None:
     constraints. Ties go to higher ``val_accuracy``, then to the smaller ``trial_id``.
     None if no row is feasible and completed."""
     if cost not in COST_OBJECTIVES:
-        raise RaytailorError(f"leanest cost must be one of {', '.join(COST_OBJECTIVES)}, got {cost!r}; pick one of those")
+        raise RaytailorError(
+            f"leanest cost must be one of {', '.join(COST_OBJECTIVES)}, got {cost!r}; "
+            "pick one of those"
+        )
     eligible = [row for row in rows if _selectable(row, (cost, "val_accuracy"))]
     if not eligible:
         return None
@@ -193,7 +204,11 @@ def _arrow_type(kind: str):
 
 def _cell(value: Any, kind: str, *, column: str, trial_id: Any) -> Any:
     """``value`` as the Python type of column ``kind``; None/NaN become null."""
-    if value is None or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isnan(value)):
+    if value is None or (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and math.isnan(value)
+    ):
         return None
 
     def reject() -> RaytailorError:
@@ -234,7 +249,8 @@ def trials_schema(hyperparameters: dict[str, str], metadata: dict[str, str] | No
             )
         if kind not in HYPERPARAMETER_TYPES:
             raise RaytailorError(
-                f"hyper-parameter {name!r} has type {kind!r}; use one of {', '.join(HYPERPARAMETER_TYPES)}"
+                f"hyper-parameter {name!r} has type {kind!r}; "
+                f"use one of {', '.join(HYPERPARAMETER_TYPES)}"
             )
         fields.append(pa.field(name, _arrow_type(kind)))
     fields += [pa.field(name, _arrow_type(kind)) for name, kind in METRIC_COLUMNS]
@@ -264,7 +280,10 @@ def write_trials_table(
     for row in rows:
         trial_id = row.get("trial_id")
         if not isinstance(trial_id, str) or not trial_id:
-            raise RaytailorError(f"every trial needs a non-empty string trial_id, got {trial_id!r}; set row['trial_id']")
+            raise RaytailorError(
+                f"every trial needs a non-empty string trial_id, got {trial_id!r}; "
+                "set row['trial_id']"
+            )
         for name in schema.names:
             columns[name].append(_cell(row.get(name), kinds[name], column=name, trial_id=trial_id))
     table = pa.table(columns, schema=schema)
@@ -286,15 +305,28 @@ def read_trials_table(path: str | os.PathLike) -> tuple[list[dict], dict[str, st
 
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"trials table {str(path)!r} does not exist; point at the {TRIALS_FILE} of a finished search")
+        raise ExportError(
+            f"trials table {str(path)!r} does not exist; "
+            f"point at the {TRIALS_FILE} of a finished search"
+        )
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError, ValueError) as error:
         reason = " ".join(str(error).split())
-        raise ExportError(f"trials table {str(path)!r} is not readable Parquet ({reason}); re-run or restore the search output") from None
-    missing = [name for name in (*LEADING_COLUMNS, *(n for n, _ in METRIC_COLUMNS)) if name not in table.column_names]
+        raise ExportError(
+            f"trials table {str(path)!r} is not readable Parquet ({reason}); "
+            "re-run or restore the search output"
+        ) from None
+    missing = [
+        name
+        for name in (*LEADING_COLUMNS, *(n for n, _ in METRIC_COLUMNS))
+        if name not in table.column_names
+    ]
     if missing:
-        raise ExportError(f"{str(path)!r} is not a raytailor trials table: columns {missing} are missing; use a {TRIALS_FILE} written by raytailor")
+        raise ExportError(
+            f"{str(path)!r} is not a raytailor trials table: columns {missing} are missing; "
+            f"use a {TRIALS_FILE} written by raytailor"
+        )
     raw = table.schema.metadata or {}
     metadata = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
     return table.to_pylist(), metadata
@@ -324,7 +356,8 @@ def combine_tables(paths: Sequence[str | os.PathLike]) -> list[dict]:
         for row in rows:
             if row["trial_id"] in seen:
                 raise RaytailorError(
-                    f"combined trial id {row['trial_id']!r} is not unique (two tables share a parent directory name); "
+                    f"combined trial id {row['trial_id']!r} is not unique "
+                    "(two tables share a parent directory name); "
                     "give each search its own directory name"
                 )
             seen[row["trial_id"]] = 1
@@ -370,7 +403,8 @@ def plot_front(
     if max_drop is not None:
         if teacher is None or not _finite(teacher.get(y_key)):
             raise RaytailorError(
-                f"max_drop={max_drop!r} needs the teacher's val_accuracy for the target line; pass teacher={{'val_accuracy': ...}}"
+                f"max_drop={max_drop!r} needs the teacher's val_accuracy for the target line; "
+                "pass teacher={'val_accuracy': ...}"
             )
         target = float(teacher[y_key]) - float(max_drop)
 
@@ -397,36 +431,67 @@ def plot_front(
         return [float(r[x_key]) for r in subset], [float(r[y_key]) for r in subset]
 
     if feasible:
-        ax.scatter(*xy(feasible), s=24, color="0.6", label=f"feasible trial ({len(feasible)})", zorder=2)
+        ax.scatter(
+            *xy(feasible), s=24, color="0.6", label=f"feasible trial ({len(feasible)})", zorder=2
+        )
     if infeasible:
         ax.scatter(
-            *xy(infeasible), s=28, facecolors="none", edgecolors="0.45", linewidths=1.0,
-            label=f"infeasible trial ({len(infeasible)})", zorder=2,
+            *xy(infeasible),
+            s=28,
+            facecolors="none",
+            edgecolors="0.45",
+            linewidths=1.0,
+            label=f"infeasible trial ({len(infeasible)})",
+            zorder=2,
         )
     if frontier:
         fx, fy = zip(*frontier)
         ax.step(fx, fy, where="post", color="tab:blue", linewidth=1.5, alpha=0.8, zorder=3)
     if front:
         ax.scatter(
-            *xy(front), s=60, color="tab:blue", edgecolors="black", linewidths=0.7,
-            label=f"Pareto front ({len(front)})", zorder=4,
+            *xy(front),
+            s=60,
+            color="tab:blue",
+            edgecolors="black",
+            linewidths=0.7,
+            label=f"Pareto front ({len(front)})",
+            zorder=4,
         )
     xs = [float(r[x_key]) for r in completed]
     if teacher is not None and _finite(teacher.get(x_key)) and _finite(teacher.get(y_key)):
         ax.scatter(
-            [float(teacher[x_key])], [float(teacher[y_key])], marker="*", s=320, color="gold",
-            edgecolors="black", linewidths=0.8, label="teacher", zorder=5,
+            [float(teacher[x_key])],
+            [float(teacher[y_key])],
+            marker="*",
+            s=320,
+            color="gold",
+            edgecolors="black",
+            linewidths=0.8,
+            label="teacher",
+            zorder=5,
         )
         xs.append(float(teacher[x_key]))
     if target is not None:
         ax.axhline(
-            target, linestyle="--", color="tab:red", linewidth=1.2,
-            label=f"target {target:.2f}% (teacher − {float(max_drop):g} pts)", zorder=1,
+            target,
+            linestyle="--",
+            color="tab:red",
+            linewidth=1.2,
+            label=f"target {target:.2f}% (teacher − {float(max_drop):g} pts)",
+            zorder=1,
         )
     if n_failed:
         ax.add_line(Line2D([], [], linestyle="none", label=f"{n_failed} failed trial(s) not shown"))
     if not completed:
-        ax.text(0.5, 0.5, "no completed trials", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        ax.text(
+            0.5,
+            0.5,
+            "no completed trials",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.4",
+        )
 
     if xs and min(xs) > 0 and max(xs) / min(xs) > 10:
         ax.set_xscale("log")

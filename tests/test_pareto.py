@@ -42,7 +42,9 @@ def brute_force(points, senses):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("senses", [["max", "min"], ["min", "min"], ["max", "min", "min"], ["min", "max", "max"]])
+@pytest.mark.parametrize(
+    "senses", [["max", "min"], ["min", "min"], ["max", "min", "min"], ["min", "max", "max"]]
+)
 def test_non_dominated_matches_brute_force(seed, senses):
     rng = np.random.default_rng(seed)
     n, m = 60, len(senses)
@@ -63,7 +65,9 @@ def test_non_dominated_matches_brute_force(seed, senses):
 
 def test_non_dominated_small_cases():
     pts = np.array([[90.0, 10.0], [90.0, 10.0], [80.0, 5.0], [85.0, 20.0], [np.nan, 0.0]])
-    np.testing.assert_array_equal(non_dominated(pts, ["max", "min"]), [True, True, True, False, False])
+    np.testing.assert_array_equal(
+        non_dominated(pts, ["max", "min"]), [True, True, True, False, False]
+    )
     # a NaN row with a "perfect" value does not dominate anything
     pts = np.array([[np.nan, -100.0], [1.0, 1.0]])
     np.testing.assert_array_equal(non_dominated(pts, ["max", "min"]), [False, True])
@@ -71,7 +75,9 @@ def test_non_dominated_small_cases():
     # blocking over many rows gives the same answer as the brute force
     rng = np.random.default_rng(7)
     big = np.round(rng.normal(size=(1100, 2)), 1)
-    np.testing.assert_array_equal(non_dominated(big, ["max", "min"]), brute_force(big, ["max", "min"]))
+    np.testing.assert_array_equal(
+        non_dominated(big, ["max", "min"]), brute_force(big, ["max", "min"])
+    )
 
 
 def test_non_dominated_rejects_bad_senses():
@@ -95,7 +101,18 @@ def test_objective_columns():
         objective_columns(["test_accuracy"])
 
 
-def row(trial_id, val, macs, *, test=None, status="TERMINATED", feasible=True, params=1000, lr=0.1, **extra):
+def row(
+    trial_id,
+    val,
+    macs,
+    *,
+    test=None,
+    status="TERMINATED",
+    feasible=True,
+    params=1000,
+    lr=0.1,
+    **extra,
+):
     return {
         "trial_id": trial_id,
         "status": status,
@@ -177,10 +194,30 @@ METADATA = {"spec": "name: demo\nobjectives: [accuracy, macs]\n", "versions": '{
 def sample_rows():
     rows = [
         row("t0", 91.5, 2_000_000, epochs=3, optimizer="sgd", pretrained=True),
-        row("t1", 88.0, 1_000_000, lr=np.float64(0.01), epochs=np.int64(5), optimizer="adam", pretrained=np.bool_(False)),
-        {"trial_id": "t2", "status": "ERROR", "lr": 0.5, "epochs": 2.0, "optimizer": "sgd", "pretrained": None,
-         "val_accuracy": None, "test_accuracy": math.nan, "params": None, "macs": None, "task_params": None,
-         "feasible": False, "extra_key": "ignored"},
+        row(
+            "t1",
+            88.0,
+            1_000_000,
+            lr=np.float64(0.01),
+            epochs=np.int64(5),
+            optimizer="adam",
+            pretrained=np.bool_(False),
+        ),
+        {
+            "trial_id": "t2",
+            "status": "ERROR",
+            "lr": 0.5,
+            "epochs": 2.0,
+            "optimizer": "sgd",
+            "pretrained": None,
+            "val_accuracy": None,
+            "test_accuracy": math.nan,
+            "params": None,
+            "macs": None,
+            "task_params": None,
+            "feasible": False,
+            "extra_key": "ignored",
+        },
     ]
     return mark_front(rows, ["accuracy", "macs"])
 
@@ -190,17 +227,30 @@ def test_write_read_round_trip(tmp_path):
     write_trials_table(sample_rows(), path, hyperparameters=HPARAMS, metadata=METADATA)
     schema = pq.read_schema(path)
     expected = [
-        ("trial_id", pa.string()), ("status", pa.string()),
-        ("lr", pa.float64()), ("epochs", pa.int64()), ("optimizer", pa.string()), ("pretrained", pa.bool_()),
-        ("val_accuracy", pa.float64()), ("test_accuracy", pa.float64()), ("params", pa.int64()),
-        ("macs", pa.int64()), ("task_params", pa.int64()), ("feasible", pa.bool_()), ("on_front", pa.bool_()),
+        ("trial_id", pa.string()),
+        ("status", pa.string()),
+        ("lr", pa.float64()),
+        ("epochs", pa.int64()),
+        ("optimizer", pa.string()),
+        ("pretrained", pa.bool_()),
+        ("val_accuracy", pa.float64()),
+        ("test_accuracy", pa.float64()),
+        ("params", pa.int64()),
+        ("macs", pa.int64()),
+        ("task_params", pa.int64()),
+        ("feasible", pa.bool_()),
+        ("on_front", pa.bool_()),
     ]
     assert [(f.name, f.type) for f in schema] == expected
 
     rows, metadata = read_trials_table(path)
     assert metadata == METADATA
     assert [list(r) for r in rows] == [[name for name, _ in expected]] * 3
-    assert rows[0]["trial_id"] == "t0" and rows[0]["on_front"] is True and rows[0]["pretrained"] is True
+    assert (
+        rows[0]["trial_id"] == "t0"
+        and rows[0]["on_front"] is True
+        and rows[0]["pretrained"] is True
+    )
     assert rows[1]["lr"] == 0.01 and rows[1]["epochs"] == 5 and rows[1]["pretrained"] is False
     failed = rows[2]
     assert failed["status"] == "ERROR" and failed["epochs"] == 2
@@ -218,16 +268,22 @@ def test_write_empty_and_unmarked_rows(tmp_path):
     assert rows == [] and metadata == {}
     assert pq.read_schema(tmp_path / "empty.parquet").names[:3] == ["trial_id", "status", "lr"]
     # rows that were never marked: on_front is null, not a guess
-    write_trials_table([row("a", 1.0, 1)], tmp_path / "u.parquet", hyperparameters={"lr": "float"}, metadata={})
+    write_trials_table(
+        [row("a", 1.0, 1)], tmp_path / "u.parquet", hyperparameters={"lr": "float"}, metadata={}
+    )
     assert read_trials_table(tmp_path / "u.parquet")[0][0]["on_front"] is None
 
 
 def test_write_rejects_bad_input(tmp_path):
     path = tmp_path / "t.parquet"
     with pytest.raises(RaytailorError, match="declared int"):
-        write_trials_table([row("a", 1.0, 1, epochs=2.5)], path, hyperparameters={"epochs": "int"}, metadata={})
+        write_trials_table(
+            [row("a", 1.0, 1, epochs=2.5)], path, hyperparameters={"epochs": "int"}, metadata={}
+        )
     with pytest.raises(RaytailorError, match="declared str"):
-        write_trials_table([row("a", 1.0, 1, optimizer=3)], path, hyperparameters={"optimizer": "str"}, metadata={})
+        write_trials_table(
+            [row("a", 1.0, 1, optimizer=3)], path, hyperparameters={"optimizer": "str"}, metadata={}
+        )
     with pytest.raises(RaytailorError, match="type 'double'"):
         write_trials_table([row("a", 1.0, 1)], path, hyperparameters={"lr": "double"}, metadata={})
     with pytest.raises(RaytailorError, match="clashes"):
@@ -262,12 +318,16 @@ def test_combine_tables_unions_columns_and_keeps_ids_unique(tmp_path):
     a = tmp_path / "search_a" / "trials.parquet"
     b = tmp_path / "search_b" / "trials.parquet"
     write_trials_table(
-        [row("t0", 90.0, 100, lr=0.1), row("t1", 80.0, 50, lr=0.2)], a,
-        hyperparameters={"lr": "float"}, metadata={},
+        [row("t0", 90.0, 100, lr=0.1), row("t1", 80.0, 50, lr=0.2)],
+        a,
+        hyperparameters={"lr": "float"},
+        metadata={},
     )
     write_trials_table(
-        [row("t0", 85.0, 70, lr=None, width=0.5), row("t1", 70.0, 20, lr=0.3, width=0.25)], b,
-        hyperparameters={"width": "float", "lr": "float"}, metadata={},
+        [row("t0", 85.0, 70, lr=None, width=0.5), row("t1", 70.0, 20, lr=0.3, width=0.25)],
+        b,
+        hyperparameters={"width": "float", "lr": "float"},
+        metadata={},
     )
     rows = combine_tables([a, b])
     ids = [r["trial_id"] for r in rows]
@@ -306,7 +366,9 @@ def test_plot_front_writes_png(tmp_path):
     rows.append(row("err", None, None, status="ERROR"))
     teacher = {"macs": 300_000_000, "params": 11_000_000, "val_accuracy": 92.0}
     path = tmp_path / "plots" / "front.png"
-    plot_front(rows, path, objectives=["accuracy", "macs"], teacher=teacher, max_drop=3.0, title="demo")
+    plot_front(
+        rows, path, objectives=["accuracy", "macs"], teacher=teacher, max_drop=3.0, title="demo"
+    )
     assert_png(path, min_bytes=20_000)
     plot_front(rows, tmp_path / "p.png", objectives=["accuracy", "params", "macs"])
     assert_png(tmp_path / "p.png")
@@ -315,7 +377,13 @@ def test_plot_front_writes_png(tmp_path):
 def test_plot_front_edge_cases(tmp_path):
     teacher = {"macs": 1000, "val_accuracy": 90.0}
     infeasible = [row("a", 80.0, 100, feasible=False), row("b", None, None, status="ERROR")]
-    plot_front(infeasible, tmp_path / "none.png", objectives=["accuracy", "macs"], teacher=teacher, max_drop=2.0)
+    plot_front(
+        infeasible,
+        tmp_path / "none.png",
+        objectives=["accuracy", "macs"],
+        teacher=teacher,
+        max_drop=2.0,
+    )
     assert_png(tmp_path / "none.png")
     plot_front([row("only", 80.0, 100)], tmp_path / "one.png", objectives=["accuracy", "macs"])
     assert_png(tmp_path / "one.png")
