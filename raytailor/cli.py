@@ -25,9 +25,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="raytailor", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = commands.add_parser("demo", help="tailor the embedded offline demo task")
+    demo = commands.add_parser("demo", help="search how to tailor the embedded offline demo task")
     demo.add_argument("--method", choices=sorted(DEMO_SPECS), default="nettailor")
+    demo.add_argument("--trials", type=int, help="number of trials (default: the spec's, 8)")
     demo.add_argument("--out", help="output directory (default: runs/demo-<time>)")
+
+    search = commands.add_parser("search", help="Ray Tune + Optuna search over a spec's space")
+    search.add_argument("spec")
+    search.add_argument("--trials", type=int, help="override search.trials")
+    search.add_argument("--out", help="output directory (default: runs/<name>-<time>)")
+    search.add_argument("--address", help="join an existing Ray cluster (e.g. auto, ray://host:10001)")
+    search.add_argument("--storage", help="Ray storage for trial results (s3://bucket/path or a shared "
+                                           "file system path; needed on multi-node clusters)")
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    resume = commands.add_parser("resume", help="continue an interrupted search")
+    resume.add_argument("run_dir")
+    resume.add_argument("--address")
+
+    pareto = commands.add_parser("pareto", help="rebuild the Pareto front of one or more searches")
+    pareto.add_argument("run_dirs", nargs="+")
+    pareto.add_argument("--objectives", default="accuracy,macs")
+    pareto.add_argument("--out", help="write the front as Parquet")
+    pareto.add_argument("--plot", help="write the front plot as PNG")
 
     tailor = commands.add_parser("tailor", help="one tailoring run with fixed hyper-parameters, no Ray")
     tailor.add_argument("spec")
@@ -42,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     describe.add_argument("--json", action="store_true", help="print one JSON object")
 
-    export = commands.add_parser("export", help="copy a run's tailored model to MODEL_DIR")
+    export = commands.add_parser("export", help="copy a run's or a search trial's model to MODEL_DIR")
     export.add_argument("run_dir")
     export.add_argument("--trial", default="leanest", help="trial id or 'leanest' (search outputs)")
     export.add_argument("--out", required=True)
@@ -84,25 +104,47 @@ def _cmd_tailor(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from raytailor.run import tailor
     from raytailor.spec import load_spec
 
     spec_path = DEMO_SPECS[args.method]
     if not spec_path.is_file():
         raise SpecError(f"demo spec {spec_path} is missing; reinstall raytailor from its repository")
-    spec = load_spec(spec_path)
-    out = Path(args.out) if args.out else _default_out("demo")
-    result = tailor(spec, out)
-    teacher = result["teacher"]
-    print(
-        f"demo ({spec.backbone.arch} pre-trained on synthetic shapes -> digits):\n"
-        f"  teacher (fine-tuned): test {teacher['test_accuracy']:.2f}%  params {teacher['params']:,}  "
-        f"MACs {teacher['macs']:,}\n"
-        f"  NetTailor:            test {result['test_accuracy']:.2f}%  params {result['params']:,}  "
-        f"MACs {result['macs']:,}  task params {result['task_params']:,}\n"
-        f"  blocks kept {result['blocks_kept']}/{result['blocks_total']}, proxies kept {result['proxies_kept']}\n"
-        f"  result: {out / 'result.json'}  model: {out / 'model'}"
-    )
+    overrides = [f"search.trials={args.trials}"] if args.trials is not None else []
+    return _search(load_spec(spec_path, overrides), Path(args.out) if args.out else _default_out("demo"))
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from raytailor.spec import load_spec
+
+    overrides = list(args.overrides) + ([f"search.trials={args.trials}"] if args.trials is not None else [])
+    spec = load_spec(args.spec, overrides)
+    return _search(spec, Path(args.out) if args.out else _default_out(spec.name),
+                   address=args.address, storage=args.storage)
+
+
+def _search(spec, out: Path, **kwargs) -> int:
+    from raytailor.search import run_search
+
+    best = run_search(spec, out, **kwargs)
+    print(json.dumps({"out": str(out), "leanest": best}, default=str))
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from raytailor.search import resume_search
+
+    best = resume_search(args.run_dir, address=args.address)
+    print(json.dumps({"out": str(args.run_dir), "leanest": best}, default=str))
+    return 0
+
+
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    from raytailor.pareto import rebuild_front
+
+    front = rebuild_front(args.run_dirs, objectives=args.objectives.split(","), out=args.out, plot=args.plot)
+    for row in front:
+        print(json.dumps({k: row[k] for k in ("trial_id", "val_accuracy", "test_accuracy", "params", "macs",
+                                              "task_params")}))
     return 0
 
 
@@ -121,17 +163,15 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from raytailor.errors import ExportError
-    from raytailor.export import read_architecture
+    from raytailor.export_run import find_model
 
-    source = Path(args.run_dir) / "model"
-    if not (Path(args.run_dir) / "result.json").is_file():
-        raise ExportError(f"{args.run_dir!r} is not a raytailor run directory (no result.json)")
-    read_architecture(source)
+    source, result = find_model(Path(args.run_dir), args.trial)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"--out {str(out)!r} exists and is not empty; choose a new directory")
     shutil.copytree(source, out, dirs_exist_ok=True)
-    shutil.copy(Path(args.run_dir) / "result.json", out / "result.json")
+    if result is not None and result.is_file():
+        shutil.copy(result, out / "result.json")
     print(f"exported {source} -> {out}")
     return 0
 
@@ -148,8 +188,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "demo": _cmd_demo, "tailor": _cmd_tailor, "describe": _cmd_describe,
-    "export": _cmd_export, "evaluate": _cmd_evaluate,
+    "demo": _cmd_demo, "search": _cmd_search, "resume": _cmd_resume, "tailor": _cmd_tailor,
+    "describe": _cmd_describe, "pareto": _cmd_pareto, "export": _cmd_export, "evaluate": _cmd_evaluate,
 }
 
 

@@ -507,3 +507,36 @@ def plot_front(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=120)
+
+
+def _infer_kind(values: list[Any]) -> str:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "bool"
+    if present and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in present):
+        return "int"
+    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in present):
+        return "float"
+    return "str"
+
+
+def rebuild_front(
+    run_dirs: Sequence[str | os.PathLike], *, objectives: Sequence[str],
+    out: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
+) -> list[dict]:
+    """The front over the trials of one or more search folders (``raytailor pareto``)."""
+    objective_columns(objectives)  # validates the names
+    tables = [Path(d) / TRIALS_FILE for d in run_dirs]
+    for table in tables:
+        if not table.is_file():
+            raise ExportError(f"{str(table.parent)!r} is not a search folder ({TRIALS_FILE} is missing)")
+    rows = mark_front(combine_tables(tables), objectives)
+    front = [row for row in rows if row["on_front"]]
+    if out is not None:
+        names = [k for k in rows[0] if k not in RESERVED_COLUMNS] if rows else []
+        kinds = {name: _infer_kind([row.get(name) for row in rows]) for name in names}
+        write_trials_table(front, out, hyperparameters=kinds,
+                           metadata={"sources": ",".join(str(d) for d in run_dirs)})
+    if plot is not None:
+        plot_front(rows, plot, objectives=objectives, title=f"{len(rows)} trials from {len(tables)} search(es)")
+    return front

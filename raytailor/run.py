@@ -21,7 +21,7 @@ from raytailor.cost import count_params, image_macs
 from raytailor.data import Splits, TensorLoader, default_flip, load_splits
 from raytailor.spec import Spec
 from raytailor.teacher import train_teacher
-from raytailor.train import OptimConfig, evaluate
+from raytailor.train import EpochCallback, OptimConfig, evaluate
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,47 +102,75 @@ def input_description(prepared: Prepared) -> dict[str, Any]:
     }
 
 
-def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
-    """Run teacher -> method with ``spec.hyperparameters()``; write result.json and model/."""
-    from raytailor.export import save_tailored
+@dataclass
+class TailoredRun:
+    """A finished tailoring: the exported-to-be module, its metrics and its description."""
+
+    model: nn.Module
+    metrics: dict[str, Any]
+    architecture: dict[str, Any]
+    hyperparameters: dict[str, Any]
+
+
+def run_method(
+    prepared: Prepared, teacher: BlockNetwork, values: dict[str, Any], *,
+    on_epoch: EpochCallback | None = None, verbose: bool = True,
+) -> TailoredRun:
+    """Tailor with hyper-parameter ``values``; metrics are counted on the final module.
+
+    ``tailor`` and every search trial run exactly this."""
     from raytailor.nettailor.pipeline import run_nettailor
 
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "spec.yaml").write_text(_dump_spec(spec))
-    values = spec.hyperparameters()
+    spec = prepared.spec
     config = spec.method_config(values)
-    prepared = prepare(spec)
-    teacher = fit_teacher(prepared, verbose=verbose)
-    teacher_metrics = model_metrics(prepared, teacher, [teacher])  # fine-tuning: all params are the task's
-
     torch.manual_seed(spec.data.seed)
     outcome = run_nettailor(
         prepared.pretrained, teacher, config=config, image_size=spec.data.image_size,
         train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
-        val_loader=prepared.loader("val", batch_size=256), verbose=verbose,
+        val_loader=prepared.loader("val", batch_size=256), on_epoch=on_epoch, verbose=verbose,
     )
     model = outcome.model
-    metrics = model_metrics(prepared, model, model.task_modules())
+    metrics = {
+        **model_metrics(prepared, model, model.task_modules()),
+        "blocks_kept": sum(p.kind == "block" for p in outcome.survivors),
+        "blocks_total": prepared.pretrained.num_blocks,
+        "proxies_kept": sum(p.kind == "proxy" for p in outcome.survivors),
+    }
     architecture = {
         "method": spec.method, "arch": model.arch, "num_classes": model.classifier.out_features,
         "paths": [p.to_list() for p in model.paths], "input": input_description(prepared),
     }
-    save_tailored(model, out_dir / "model", architecture=architecture)
-    result = {
-        "name": spec.name, "method": spec.method, "backbone": spec.backbone.arch,
-        **metrics,
-        "blocks_kept": sum(p.kind == "block" for p in outcome.survivors),
-        "blocks_total": prepared.pretrained.num_blocks,
-        "proxies_kept": sum(p.kind == "proxy" for p in outcome.survivors),
-        "image_size": spec.data.image_size,
-        "hyperparameters": dataclasses.asdict(config),
-        "teacher": teacher_metrics,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    return TailoredRun(model, metrics, architecture, dataclasses.asdict(config))
+
+
+def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:
+    """Write ``out_dir/model`` and ``out_dir/result.json``; return the result."""
+    from raytailor.export import save_tailored
+
+    save_tailored(run.model, out_dir / "model", architecture=run.architecture)
+    result = {**run.metrics, "hyperparameters": run.hyperparameters, **extra}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Run teacher -> method with ``spec.hyperparameters()``; write result.json and model/."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "spec.yaml").write_text(dump_spec(spec))
+    spec.method_config()  # fail on bad hyper-parameters before any training
+    prepared = prepare(spec)
+    teacher = fit_teacher(prepared, verbose=verbose)
+    teacher_metrics = model_metrics(prepared, teacher, [teacher])  # fine-tuning: all params are the task's
+    run = run_method(prepared, teacher, spec.hyperparameters(), verbose=verbose)
+    result = save_run(
+        run, out_dir, name=spec.name, method=spec.method, backbone=spec.backbone.arch,
+        image_size=spec.data.image_size, teacher=teacher_metrics,
+        seconds=round(time.perf_counter() - started, 1),
+    )
     if verbose:
+        metrics = run.metrics
         print(
             f"[done] tailored: val {metrics['val_accuracy']:.2f}%  test {metrics['test_accuracy']:.2f}%  "
             f"params {metrics['params']:,}  MACs {metrics['macs']:,}  |  teacher: test "
@@ -152,7 +180,7 @@ def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str
     return result
 
 
-def _dump_spec(spec: Spec) -> str:
+def dump_spec(spec: Spec) -> str:
     import yaml
 
     import raytailor

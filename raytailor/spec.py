@@ -78,14 +78,17 @@ class SearchSpec:
 @dataclass(frozen=True)
 class ParamSpec:
     """One searched hyper-parameter: a float/int range (``low``/``high``, ``log``, ``step``) or
-    ``choices``; ``default`` is what ``raytailor tailor`` uses (method default when absent)."""
+    ``choices``; ``default`` is what ``raytailor tailor`` uses (method default when absent).
+    ``when: {other: value}`` (or ``{other: [values]}``) samples it only when an earlier space
+    entry took that value; otherwise it keeps its default."""
 
-    low: float | None = None
-    high: float | None = None
+    low: int | float | None = None   # both bounds integers (0, not 0.0): an integer range
+    high: int | float | None = None
     log: bool = False
-    step: float | None = None
+    step: int | float | None = None
     choices: list | None = None
     default: Any = None
+    when: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -284,8 +287,11 @@ def _validate(spec: Spec) -> None:
             need(key in names, f"{section}.{key} is not a {spec.method} hyper-parameter; known: {', '.join(sorted(names))}")
     for key in set(spec.space) & set(spec.fixed):
         raise SpecError(f"{key} is both in space and fixed; keep it in one of them")
-    for key, param in spec.space.items():
+    for position, (key, param) in enumerate(spec.space.items()):
         _validate_param(key, param)
+        earlier = list(spec.space)[:position]
+        for other in (param.when or {}):
+            need(other in earlier, f"space.{key}.when refers to {other!r}, which is not a space entry above it")
     spec.method_config()  # every default and fixed value must make a valid config
 
 

@@ -87,10 +87,29 @@ def train_paths(
     """Train a PathNetwork's task-specific parameters. The teacher and the student's frozen
     stem/blocks run as BN-folded copies (same outputs, no BatchNorm kernels)."""
     step_loss = student_objective(network, folded_copy(teacher), gamma1=gamma1, gamma2=gamma2)
+
+    def with_attention(stage_name: str, epoch: int, metrics: dict[str, float]) -> None:
+        if on_epoch is not None:
+            on_epoch(stage_name, epoch, {**metrics, **attention_statistics(network)})
+
     with folded_attributes(network, ["stem", "blocks"]):
         return fit(network, stage=stage, train_loader=train_loader, val_loader=val_loader,
                    optimizer=path_optimizer(network, optim), epochs=optim.epochs,
-                   step_loss=step_loss, on_epoch=on_epoch, verbose=verbose)
+                   step_loss=step_loss, on_epoch=with_attention, verbose=verbose)
+
+
+@torch.no_grad()
+def attention_statistics(network: PathNetwork) -> dict[str, float]:
+    """Mean/min block attention and mean/max proxy attention, for per-epoch logging."""
+    alpha = network.attention_weights()
+    blocks = alpha[[i for i, p in enumerate(network.paths) if p.kind == "block"]]
+    proxies = alpha[[i for i, p in enumerate(network.paths) if p.kind == "proxy"]]
+    stats = {}
+    if blocks.numel():
+        stats |= {"attention_block_mean": blocks.mean().item(), "attention_block_min": blocks.min().item()}
+    if proxies.numel():
+        stats |= {"attention_proxy_mean": proxies.mean().item(), "attention_proxy_max": proxies.max().item()}
+    return stats
 
 
 def run_nettailor(

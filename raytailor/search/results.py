@@ -1,0 +1,103 @@
+"""From finished trials to the search outputs: trials/pareto tables, plot, front models."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from raytailor.pareto import leanest, mark_front, plot_front, write_trials_table
+from raytailor.search.space import is_integer_range
+from raytailor.spec import Spec
+
+METRICS = ("val_accuracy", "test_accuracy", "params", "macs", "task_params")
+
+
+def hyperparameter_types(spec: Spec) -> dict[str, str]:
+    types = {}
+    for name, param in spec.space.items():
+        if param.choices is not None:
+            kinds = {type(c) for c in param.choices}
+            types[name] = ("bool" if kinds == {bool} else "int" if kinds == {int}
+                           else "float" if kinds <= {int, float} else "str")
+        else:
+            types[name] = "int" if is_integer_range(param) else "float"
+    return types
+
+
+def trial_row(trial_id: str, config: dict, metrics: dict | None, error: bool, spec: Spec) -> dict[str, Any]:
+    metrics = metrics or {}
+    done = bool(metrics.get("done")) and not error
+    row = {"trial_id": trial_id, "status": "TERMINATED" if done else "ERROR"}
+    row |= {name: config.get(name) for name in spec.space}
+    for key in METRICS:
+        value = metrics.get(key) if done else None
+        row[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+    row["feasible"] = bool(done and metrics.get("feasible"))
+    return row
+
+
+def rows_from_results(results: Any, spec: Spec) -> tuple[list[dict], dict[str, Path]]:
+    """Rows and {trial_id: checkpoint folder} from a Ray ``ResultGrid``."""
+    rows, checkpoints = [], {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        rows.append(trial_row(trial_id, result.config or {}, result.metrics, result.error is not None, spec))
+        if result.checkpoint is not None and rows[-1]["status"] == "TERMINATED":
+            checkpoints[trial_id] = result.checkpoint
+    return sorted(rows, key=lambda r: r["trial_id"]), checkpoints
+
+
+def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
+                  metadata: dict[str, str], verbose: bool = True) -> dict | None:
+    """trials.parquet, pareto.parquet, pareto.png, models/<trial>/; returns the leanest row."""
+    rows = mark_front(rows, spec.objectives)
+    types = hyperparameter_types(spec)
+    write_trials_table(rows, out_dir / "trials.parquet", hyperparameters=types, metadata=metadata)
+    front = [r for r in rows if r["on_front"]]
+    write_trials_table(front, out_dir / "pareto.parquet", hyperparameters=types, metadata=metadata)
+    plot_front(rows, out_dir / "pareto.png", objectives=spec.objectives, teacher=teacher,
+               max_drop=spec.target.max_drop, title=f"{spec.name}: {len(rows)} trials")
+    models = out_dir / "models"
+    for row in front:
+        checkpoint = checkpoints.get(row["trial_id"])
+        if checkpoint is None:
+            continue
+        target = models / row["trial_id"]
+        if target.exists():
+            shutil.rmtree(target)
+        with checkpoint.as_directory() as folder:
+            shutil.copytree(Path(folder) / "model", target)
+            shutil.copy(Path(folder) / "result.json", target / "result.json")
+    cost = next((o for o in spec.objectives if o != "accuracy"), "macs")
+    best = leanest(rows, cost=cost)
+    summary = {"trials": len(rows), "completed": sum(r["status"] == "TERMINATED" for r in rows),
+               "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
+               "teacher": teacher}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if verbose:
+        print(_describe(summary, spec, out_dir), file=sys.stderr, flush=True)
+    return best
+
+
+def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
+    teacher, best = summary["teacher"], summary["leanest"]
+    lines = [
+        f"[search] {summary['completed']}/{summary['trials']} trials completed, {summary['feasible']} feasible "
+        f"(val accuracy >= teacher {teacher['val_accuracy']:.2f}% - {spec.target.max_drop} pts), "
+        f"{summary['front']} on the front",
+    ]
+    if best is None:
+        lines.append("[search] no trial met the accuracy target; relax target.max_drop or widen the space")
+    else:
+        lines.append(
+            f"[search] leanest feasible: {best['trial_id']}  val {best['val_accuracy']:.2f}%  test "
+            f"{best['test_accuracy']:.2f}%  params {best['params']:,} ({best['params'] / teacher['params']:.0%} of teacher)  "
+            f"MACs {best['macs']:,} ({best['macs'] / teacher['macs']:.0%})"
+        )
+    lines.append(f"[search] front: {out_dir / 'pareto.parquet'}  plot: {out_dir / 'pareto.png'}  "
+                 f"models: {out_dir / 'models'}  tensorboard --logdir {out_dir / 'trials'}")
+    return "\n".join(lines)

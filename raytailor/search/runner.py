@@ -1,0 +1,148 @@
+"""Run, and resume, a search: the only place that drives Ray Tune.
+
+Output folder (``--out``): spec.yaml, teacher.json, optuna.journal (the study), trials/ (Ray's
+experiment: one folder per trial with TensorBoard events), trials.parquet, pareto.parquet,
+pareto.png, models/<trial>/, summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raytailor.errors import SpecError
+from raytailor.run import dump_spec
+from raytailor.search.results import rows_from_results, write_outputs
+from raytailor.search.space import DefineByRun
+from raytailor.spec import Spec, load_spec
+
+EXPERIMENT = "trials"
+
+
+def _metadata(spec: Spec) -> dict[str, str]:
+    import optuna
+    import ray
+    import torch
+
+    import raytailor
+
+    versions = {"raytailor": raytailor.__version__, "torch": str(torch.__version__),
+                "ray": ray.__version__, "optuna": optuna.__version__}
+    return {"spec": yaml.safe_dump(spec.to_dict(), sort_keys=False), "versions": json.dumps(versions)}
+
+
+def _objective_metrics(spec: Spec) -> tuple[list[str], list[str]]:
+    metrics = ["val_accuracy" if o == "accuracy" else o for o in spec.objectives]
+    return metrics, ["max" if o == "accuracy" else "min" for o in spec.objectives]
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level="ERROR")
+
+
+def _trainable(spec: Spec, shared: Any):
+    from ray import tune
+
+    from raytailor.search.trainable import tailoring_trial
+
+    resources = spec.search.resources
+    return tune.with_resources(tune.with_parameters(tailoring_trial, shared=shared),
+                               {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
+def _run_config(spec: Spec, storage: str, verbose: bool):
+    from ray import tune
+
+    from raytailor.search.progress import progress_reporter
+
+    metrics, _ = _objective_metrics(spec)
+    return tune.RunConfig(
+        name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0,
+        progress_reporter=progress_reporter(spec, metrics) if verbose else None,
+        failure_config=tune.FailureConfig(max_failures=0),
+    )
+
+
+def run_search(
+    spec: Spec, out_dir: str | Path, *, address: str | None = None, storage: str | None = None,
+    verbose: bool = True,
+) -> dict | None:
+    """Search ``spec.space``; returns the leanest feasible trial's row (None if none)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from raytailor.search.prepare import prepare_shared
+    from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+
+    if not spec.space:
+        raise SpecError("space is empty: a search needs at least one hyper-parameter to sample")
+    out_dir = Path(out_dir).resolve()
+    if (out_dir / EXPERIMENT).exists():
+        raise SpecError(f"{out_dir} already holds a search; continue it with `raytailor resume {out_dir}` "
+                        "or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "spec.yaml").write_text(dump_spec(spec))
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # per-epoch reports carry no objectives
+    _init_ray(address)
+    shared = prepare_shared(spec, verbose=verbose)
+    (out_dir / "teacher.json").write_text(json.dumps(
+        {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
+         "cache_key": shared.extra["teacher_key"]}, indent=2))
+    metrics, modes = _objective_metrics(spec)
+    defaults = {f.name: f.default for f in dataclasses.fields(type(spec.method_config()))}
+    defaults |= spec.fixed
+    searcher = ConstrainedOptunaSearch(
+        space=DefineByRun(spec.space, defaults), metric=metrics, mode=modes,
+        sampler=make_sampler(spec.search.sampler, spec.search.seed), study_name=out_dir.name,
+        accuracy_target=shared.accuracy_target, storage_path=out_dir / "optuna.journal",
+    )
+    tuner = tune.Tuner(
+        _trainable(spec, shared),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            num_samples=spec.search.trials,
+        ),
+        run_config=_run_config(spec, storage or str(out_dir), verbose),
+    )
+    results = tuner.fit()
+    return _finish(out_dir, spec, results, shared, verbose)
+
+
+def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: bool = True) -> dict | None:
+    """Continue an interrupted search: finished trials are kept, unfinished ones run again."""
+    from ray import tune
+
+    from raytailor.search.prepare import prepare_shared
+
+    out_dir = Path(out_dir).resolve()
+    if not (out_dir / "spec.yaml").is_file():
+        raise SpecError(f"{out_dir} is not a raytailor search folder (no spec.yaml)")
+    spec = load_spec(out_dir / "spec.yaml")
+    experiment = out_dir / EXPERIMENT
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    _init_ray(address)
+    if not tune.Tuner.can_restore(str(experiment)):
+        raise SpecError(f"{out_dir} has no restorable search state in {experiment}; start a new search")
+    shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
+    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, shared),
+                               resume_unfinished=True, resume_errored=False, restart_errored=False)
+    results = tuner.fit()
+    return _finish(out_dir, spec, results, shared, verbose)
+
+
+def _finish(out_dir: Path, spec: Spec, results: Any, shared: Any, verbose: bool) -> dict | None:
+    rows, checkpoints = rows_from_results(results, spec)
+    return write_outputs(out_dir, rows, checkpoints, spec, shared.teacher_metrics, _metadata(spec), verbose)
+
+

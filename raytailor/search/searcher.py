@@ -1,0 +1,102 @@
+"""Constrained multi-objective Optuna inside Ray Tune.
+
+Ray's ``OptunaSearch`` cannot pass constraints, and a trial that reports NaN or no metric stays
+RUNNING in the study (Ray only logs the error). This subclass, before telling Optuna:
+
+- sets the accuracy constraint with Optuna 5's ``Trial.set_constraint`` (feasible when <= 0):
+  ``target - val_accuracy``, with ``target = teacher val accuracy - max_drop``;
+- tells FAIL for errored trials and for missing or non-finite objective values.
+
+The study lives in a JournalStorage file, so ``optuna-dashboard`` can open it and a resumed
+search continues the same study.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from raytailor.errors import SpecError
+
+CONSTRAINT = "accuracy_target"
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    raise SpecError(f"search.sampler must be one of tpe, nsga2, random, gp, got {name!r}")
+
+
+def journal_storage(path: Path) -> optuna.storages.JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    def __init__(self, *, accuracy_target: float, storage_path: Path, **kwargs: Any) -> None:
+        self.accuracy_target = accuracy_target
+        self.storage_path = Path(storage_path)
+        super().__init__(storage=journal_storage(self.storage_path), **kwargs)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        values = [result.get(m) if result else None for m in self.metric]
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if error or not finite:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
+        ot_trial.set_constraint(CONSTRAINT, self.accuracy_target - result["val_accuracy"])
+        self._ot_study.tell(ot_trial, values, state=optuna.trial.TrialState.COMPLETE)
+        self._completed_trials.add(trial_id)
+
+    # The journal storage holds an open file handle and a lock: pickle the path, reopen on load.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_storage"] = None
+        study = state.get("_ot_study")
+        if study is not None:
+            state["_ot_study"] = None
+            state["_study_name"] = study.study_name
+        state["_ot_trial_numbers"] = {tid: t.number for tid, t in self._ot_trials.items()}
+        state["_ot_trials"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        numbers = state.pop("_ot_trial_numbers", {})
+        self.__dict__.update(state)
+        self._storage = journal_storage(self.storage_path)
+        if self._study_name is not None and self._metric is not None:
+            self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                               sampler=self._sampler)
+            by_number = {t.number: t for t in self._ot_study.get_trials(deepcopy=False)}
+            self._ot_trials = {
+                tid: optuna.trial.Trial(self._ot_study, by_number[n]._trial_id)
+                for tid, n in numbers.items() if n in by_number
+            }
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__getstate__(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as handle:
+            self.__setstate__(pickle.load(handle))

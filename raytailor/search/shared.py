@@ -1,0 +1,86 @@
+"""What every trial shares, prepared once: data, pre-trained backbone, teacher.
+
+Everything is CPU numpy so the object store hands trials zero-copy, read-only views: Ray puts
+``SharedTask`` into the object store once (``tune.with_parameters``), each node fetches it at
+most once, and every trial on that node maps the same buffers. Trials never re-read weights
+from disk or re-train the teacher.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from raytailor.backbones import BlockNetwork, create_backbone
+from raytailor.data import Splits, TensorSplit
+from raytailor.run import Prepared, resolve_device
+from raytailor.spec import Spec
+
+State = dict[str, np.ndarray]
+
+
+def to_numpy_state(module: torch.nn.Module) -> State:
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    with warnings.catch_warnings():  # object-store arrays are read-only; nothing writes to them
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
+@dataclass
+class SharedTask:
+    spec: Spec
+    arrays: dict[str, np.ndarray]  # {train,val,test}_{images,labels}: uint8 N x 3 x S x S, int64 N
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: list[str]
+    backbone_state: State
+    teacher_state: State
+    teacher_metrics: dict[str, Any]
+    accuracy_target: float  # teacher validation accuracy - max_drop, in points
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_prepared(cls, prepared: Prepared, teacher: BlockNetwork | None, teacher_metrics: dict) -> "SharedTask":
+        arrays = {}
+        for split in ("train", "val", "test"):
+            part: TensorSplit = getattr(prepared.splits, split)
+            arrays[f"{split}_images"] = part.images.numpy()
+            arrays[f"{split}_labels"] = part.labels.numpy()
+        return cls(
+            spec=prepared.spec, arrays=arrays, mean=tuple(prepared.splits.mean),
+            std=tuple(prepared.splits.std), class_names=list(prepared.splits.class_names),
+            backbone_state=to_numpy_state(prepared.pretrained),
+            teacher_state=to_numpy_state(teacher) if teacher is not None else {},
+            teacher_metrics=teacher_metrics,
+            accuracy_target=teacher_metrics["val_accuracy"] - prepared.spec.target.max_drop,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        states = [*self.arrays.values(), *self.backbone_state.values(), *self.teacher_state.values()]
+        return int(sum(a.nbytes for a in states))
+
+    def _network(self, state: State, device: torch.device) -> BlockNetwork:
+        network = create_backbone(self.spec.backbone.arch, num_classes=len(self.class_names))
+        network.load_state_dict({k: _tensor(v) for k, v in state.items()})
+        return network.to(device)
+
+    def materialise(self, device: str | None = None) -> tuple[Prepared, BlockNetwork]:
+        """(Prepared, teacher) for one trial, built from the shared buffers."""
+        device = resolve_device(device or self.spec.device)
+        splits = Splits(
+            **{split: TensorSplit(_tensor(self.arrays[f"{split}_images"]), _tensor(self.arrays[f"{split}_labels"]))
+               for split in ("train", "val", "test")},
+            num_classes=len(self.class_names), class_names=self.class_names, mean=self.mean, std=self.std,
+        )
+        prepared = Prepared(spec=self.spec, splits=splits, pretrained=self._network(self.backbone_state, device),
+                            device=device)
+        teacher = self._network(self.teacher_state, device).eval()
+        return prepared, teacher
