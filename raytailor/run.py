@@ -186,5 +186,8 @@ def dump_spec(spec: Spec) -> str:
     import raytailor
 
     data = spec.to_dict()
-    data["versions"] = {"raytailor": raytailor.__version__, "torch": str(torch.__version__)}
+    data["resolved"] = {
+        "base_dir": spec.base_dir,  # relative paths in this spec are relative to here
+        "versions": {"raytailor": raytailor.__version__, "torch": str(torch.__version__)},
+    }
     return yaml.safe_dump(data, sort_keys=False)

@@ -141,6 +141,16 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     return parse_spec(raw, overrides=overrides, base_dir=path.resolve().parent)
 
 
+def load_resolved_spec(path: str | Path) -> Spec:
+    """Read back the ``spec.yaml`` a run or search wrote (it records base_dir and versions)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{str(path.parent)!r} holds no spec.yaml; is it a raytailor output folder?")
+    raw = yaml.safe_load(path.read_text())
+    resolved = raw.pop("resolved", {}) if isinstance(raw, dict) else {}
+    return parse_spec(raw, base_dir=Path(resolved.get("base_dir", path.parent)))
+
+
 def parse_spec(raw: Any, *, overrides: list[str] | None = None, base_dir: Path | None = None) -> Spec:
     if not isinstance(raw, dict):
         raise SpecError(f"a spec must be a YAML mapping, got {type(raw).__name__}")
@@ -287,12 +297,34 @@ def _validate(spec: Spec) -> None:
             need(key in names, f"{section}.{key} is not a {spec.method} hyper-parameter; known: {', '.join(sorted(names))}")
     for key in set(spec.space) & set(spec.fixed):
         raise SpecError(f"{key} is both in space and fixed; keep it in one of them")
-    for position, (key, param) in enumerate(spec.space.items()):
+    for key, param in spec.space.items():
         _validate_param(key, param)
-        earlier = list(spec.space)[:position]
         for other in (param.when or {}):
-            need(other in earlier, f"space.{key}.when refers to {other!r}, which is not a space entry above it")
+            need(other in spec.space and other != key,
+                 f"space.{key}.when refers to {other!r}, which is not another space entry")
+    sampling_order(spec.space)
     spec.method_config()  # every default and fixed value must make a valid config
+
+
+def sampling_order(space: dict[str, ParamSpec]) -> list[str]:
+    """Space entries ordered so that every ``when`` condition is sampled before its entry."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise SpecError(f"space.{name}.when conditions form a cycle; make one of them unconditional")
+        visiting.add(name)
+        for other in (space[name].when or {}):
+            visit(other)
+        visiting.discard(name)
+        order.append(name)
+
+    for name in space:
+        visit(name)
+    return order
 
 
 def _validate_param(key: str, p: ParamSpec) -> None:

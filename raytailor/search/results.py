@@ -31,7 +31,8 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
 def trial_row(trial_id: str, config: dict, metrics: dict | None, error: bool, spec: Spec) -> dict[str, Any]:
     metrics = metrics or {}
     done = bool(metrics.get("done")) and not error
-    row = {"trial_id": trial_id, "status": "TERMINATED" if done else "ERROR"}
+    status = "TERMINATED" if done else "ERROR" if error else "INTERRUPTED"
+    row = {"trial_id": trial_id, "status": status}
     row |= {name: config.get(name) for name in spec.space}
     for key in METRICS:
         value = metrics.get(key) if done else None
@@ -74,7 +75,9 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
             shutil.copy(Path(folder) / "result.json", target / "result.json")
     cost = next((o for o in spec.objectives if o != "accuracy"), "macs")
     best = leanest(rows, cost=cost)
-    summary = {"trials": len(rows), "completed": sum(r["status"] == "TERMINATED" for r in rows),
+    summary = {"trials": len(rows), "requested": spec.search.trials,
+               "completed": sum(r["status"] == "TERMINATED" for r in rows),
+               "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR") for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
                "teacher": teacher}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -98,6 +101,11 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
             f"{best['test_accuracy']:.2f}%  params {best['params']:,} ({best['params'] / teacher['params']:.0%} of teacher)  "
             f"MACs {best['macs']:,} ({best['macs'] / teacher['macs']:.0%})"
         )
+    from raytailor.search.runner import experiment_path
+
+    if summary["unfinished"] > 0:
+        lines.append(f"[search] interrupted with {summary['unfinished']} trial(s) to go; continue with "
+                     f"`raytailor resume {out_dir}` (finished trials are kept)")
     lines.append(f"[search] front: {out_dir / 'pareto.parquet'}  plot: {out_dir / 'pareto.png'}  "
-                 f"models: {out_dir / 'models'}  tensorboard --logdir {out_dir / 'trials'}")
+                 f"models: {out_dir / 'models'}  tensorboard --logdir {experiment_path(out_dir)}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.results import rows_from_results, write_outputs
 from raytailor.search.space import DefineByRun
-from raytailor.spec import Spec, load_spec
+from raytailor.spec import Spec, load_resolved_spec
 
 EXPERIMENT = "trials"
 
@@ -93,6 +93,8 @@ def run_search(
                         "or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(dump_spec(spec))
+    location = _storage_location(out_dir, storage)
+    (out_dir / "search.json").write_text(json.dumps({"storage": location, "address": address}, indent=2))
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # per-epoch reports carry no objectives
     _init_ray(address)
     shared = prepare_shared(spec, verbose=verbose)
@@ -113,10 +115,22 @@ def run_search(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             num_samples=spec.search.trials,
         ),
-        run_config=_run_config(spec, storage or str(out_dir), verbose),
+        run_config=_run_config(spec, location, verbose),
     )
     results = tuner.fit()
     return _finish(out_dir, spec, results, shared, verbose)
+
+
+def _storage_location(out_dir: Path, storage: str | None) -> str:
+    """Where Ray keeps the experiment: ``out_dir`` itself, or ``STORAGE/<search name>``."""
+    return str(out_dir) if storage is None else f"{storage.rstrip('/')}/{out_dir.name}"
+
+
+def experiment_path(out_dir: Path) -> str:
+    """The Ray experiment folder of a search (recorded in search.json, remote storage too)."""
+    record = out_dir / "search.json"
+    storage = json.loads(record.read_text())["storage"] if record.is_file() else str(out_dir)
+    return f"{storage}/{EXPERIMENT}"
 
 
 def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: bool = True) -> dict | None:
@@ -126,16 +140,14 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     from raytailor.search.prepare import prepare_shared
 
     out_dir = Path(out_dir).resolve()
-    if not (out_dir / "spec.yaml").is_file():
-        raise SpecError(f"{out_dir} is not a raytailor search folder (no spec.yaml)")
-    spec = load_spec(out_dir / "spec.yaml")
-    experiment = out_dir / EXPERIMENT
+    spec = load_resolved_spec(out_dir / "spec.yaml")
+    experiment = experiment_path(out_dir)
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     _init_ray(address)
-    if not tune.Tuner.can_restore(str(experiment)):
+    if not tune.Tuner.can_restore(experiment):
         raise SpecError(f"{out_dir} has no restorable search state in {experiment}; start a new search")
     shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
-    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, shared),
+    tuner = tune.Tuner.restore(experiment, trainable=_trainable(spec, shared),
                                resume_unfinished=True, resume_errored=False, restart_errored=False)
     results = tuner.fit()
     return _finish(out_dir, spec, results, shared, verbose)

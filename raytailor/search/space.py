@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raytailor.spec import ParamSpec
+from raytailor.spec import ParamSpec, sampling_order
 
 
 def is_integer_range(param: ParamSpec) -> bool:
@@ -49,7 +49,8 @@ class DefineByRun:
     def __call__(self, trial: Any) -> dict[str, Any]:
         values: dict[str, Any] = {}
         constants: dict[str, Any] = {}
-        for name, param in self.space.items():
+        for name in sampling_order(self.space):
+            param = self.space[name]
             if condition_holds(param, values):
                 values[name] = sample(trial, name, param)
             else:

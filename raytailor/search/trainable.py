@@ -21,8 +21,11 @@ from raytailor.search.shared import SharedTask
 
 
 def final_metrics(metrics: dict[str, Any], accuracy_target: float) -> dict[str, Any]:
+    import ray
+
     feasible = math.isfinite(metrics["val_accuracy"]) and metrics["val_accuracy"] >= accuracy_target
-    return {**metrics, "feasible": bool(feasible), "done": True}
+    return {**metrics, "feasible": bool(feasible), "done": True,
+            "node_id": ray.get_runtime_context().get_node_id()}
 
 
 def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:

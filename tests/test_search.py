@@ -1,0 +1,165 @@
+"""Real searches on Ray Tune: outputs, interrupt + resume, multi-node, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import raytailor
+from raytailor.cost import count_params
+from raytailor.search.searcher import journal_storage
+
+TINY = {
+    "name": "tiny-search",
+    "method": "nettailor",
+    "backbone": {"arch": "resnet20", "weights": "asset:resnet20_shapes16.safetensors"},
+    "data": {"dataset": "digits", "image_size": 16, "num_classes": 4, "samples_per_class": 50,
+             "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},
+    "teacher": {"epochs": 2, "lr": 0.05, "batch_size": 32},
+    "target": {"max_drop": 100.0},  # mechanics under test; the constraint has its own unit test
+    "search": {"trials": 4, "max_concurrent": 1, "sampler": "tpe", "seed": 0, "resources": {"cpu": 1}},
+    "space": {"skips": {"choices": [1, 2], "default": 2},
+              "blocks_removed": {"low": 0, "high": 4, "default": 2},
+              "gamma1": {"low": 0.1, "high": 1.0, "log": True, "default": 0.3, "when": {"skips": 2}}},
+    "fixed": {"student_epochs": 1, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0},
+    "device": "cpu",
+}
+
+
+def _cli(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "raytailor.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {**os.environ, "RAYTAILOR_CACHE": str(tmp_path / "cache"), "RAY_AIR_NEW_OUTPUT": "1"}
+
+
+def log_text(handle) -> str:
+    handle.flush()
+    handle.seek(0)
+    return handle.read()[-3000:]
+
+
+def _trial_lines(out: Path, trial_id: str) -> int:
+    (folder,) = [p for p in (out / "trials").iterdir() if trial_id in p.name]
+    return len((folder / "result.json").read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, env):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "search"
+    log = open(tmp_path / "search.log", "w+")  # files, not pipes: Tune's progress output is long
+    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None and not list(out.glob("trials/*/checkpoint_*")):
+        time.sleep(0.5)
+    assert list(out.glob("trials/*/checkpoint_*")), "no trial finished in time:\n" + log_text(log)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    assert "raytailor resume" in log_text(log)  # the interrupted search says how to continue
+    first, _ = pq.read_table(out / "trials.parquet").to_pylist(), None
+    finished = {r["trial_id"]: r for r in first if r["status"] == "TERMINATED"}
+    assert 1 <= len(finished) < 4
+    lines_before = {tid: _trial_lines(out, tid) for tid in finished}
+
+    done = _cli("resume", str(out), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reusing the cached teacher" in done.stderr  # the teacher is not trained again
+    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    assert len(rows) == 4 and all(r["status"] in ("TERMINATED", "ERROR") for r in rows)
+    study = optuna.load_study(study_name=out.name, storage=journal_storage(out / "optuna.journal"))
+    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    for row in rows:
+        if row["status"] == "ERROR":  # only a genuine tailoring failure, told to Optuna as FAIL
+            (folder,) = [p for p in (out / "trials").iterdir() if row["trial_id"] in p.name]
+            assert "pruning removed every path" in (folder / "error.txt").read_text()
+            assert sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials) >= 1
+    for trial_id, row in finished.items():  # kept, not redone
+        again = next(r for r in rows if r["trial_id"] == trial_id)
+        assert again["val_accuracy"] == row["val_accuracy"] and again["macs"] == row["macs"]
+        assert _trial_lines(out, trial_id) == lines_before[trial_id]
+
+    # outputs a user relies on
+    front = pq.read_table(out / "pareto.parquet").to_pylist()
+    assert front and all(r["on_front"] and r["feasible"] for r in front)
+    assert (out / "pareto.png").stat().st_size > 5000
+    for row in front:
+        model = raytailor.load_tailored(out / "models" / row["trial_id"])
+        assert count_params(model) == row["params"]
+    assert all(list(p.glob("events.out.tfevents*")) for p in (out / "trials").iterdir() if p.is_dir())
+    metadata = pq.read_schema(out / "trials.parquet").metadata
+    assert b"spec" in metadata and b"versions" in metadata
+    assert json.loads((out / "teacher.json").read_text())["accuracy_target"] == pytest.approx(
+        json.loads((out / "teacher.json").read_text())["val_accuracy"] - 100.0)
+
+    exported = _cli("export", str(out), "--trial", "leanest", "--out", str(tmp_path / "leanest"), env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "leanest" / "weights.safetensors").is_file()
+    rebuilt = _cli("pareto", str(out), "--out", str(tmp_path / "front.parquet"), "--plot", str(tmp_path / "front.png"), env=env)
+    assert rebuilt.returncode == 0 and len(rebuilt.stdout.strip().splitlines()) == len(front)
+
+
+@pytest.mark.slow
+def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypatch):
+    import ray
+    from ray._private.internal_api import node_stats
+    from ray.cluster_utils import Cluster
+
+    from raytailor.search import run_search
+    from raytailor.search.prepare import prepare_shared
+    from raytailor.spec import parse_spec
+
+    monkeypatch.setenv("RAYTAILOR_CACHE", str(tmp_path / "cache"))
+    spec = parse_spec({**TINY, "search": {**TINY["search"], "trials": 6, "max_concurrent": 2},
+                       "data": {**TINY["data"], "samples_per_class": None}})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        run_search(spec, tmp_path / "search", address=cluster.address, verbose=False)
+        shared_bytes = prepare_shared(spec, verbose=False).nbytes
+        results = [json.loads(line) for p in (tmp_path / "search" / "trials").iterdir() if p.is_dir()
+                   for line in (p / "result.json").read_text().splitlines()]
+        finals = [r for r in results if r.get("done")]
+        assert len(finals) == 6
+        per_node = {}
+        for r in finals:
+            per_node[r["node_id"]] = per_node.get(r["node_id"], 0) + 1
+        worker_ids = {w.node_id for w in workers}
+        assert set(per_node) == worker_ids and max(per_node.values()) >= 3
+        for node in ray.nodes():
+            if node["NodeID"] in worker_ids:
+                stats = node_stats(node["NodeManagerAddress"], node["NodeManagerPort"]).store_stats
+                # >= 3 trials ran here; a copy per trial would be >= 3x. One copy (+ small results).
+                assert stats.cumulative_created_bytes < 2 * shared_bytes, (stats, shared_bytes)
+        rows = pq.read_table(tmp_path / "search" / "trials.parquet").to_pylist()
+        assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_bad_search_input_is_one_line_exit_2(tmp_path, env):
+    spec = tmp_path / "empty.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "space": {}}))
+    done = _cli("search", str(spec), "--out", str(tmp_path / "o"), env=env, timeout=120)
+    assert done.returncode == 2 and "space is empty" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "target": {"max_drop": -1}}))
+    done = _cli("search", str(bad), env=env, timeout=120)
+    assert done.returncode == 2 and "max_drop must be >= 0" in done.stderr
+    done = _cli("resume", str(tmp_path / "nothing"), env=env, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1

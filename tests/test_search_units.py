@@ -1,0 +1,108 @@
+"""Search pieces without running Ray Tune: space, constrained searcher, rows."""
+
+import math
+import pickle
+
+import optuna
+import pytest
+
+from raytailor.search.results import hyperparameter_types, trial_row
+from raytailor.search.searcher import CONSTRAINT, ConstrainedOptunaSearch, make_sampler
+from raytailor.search.space import DefineByRun, is_integer_range
+from raytailor.spec import ParamSpec, parse_spec
+
+SPACE = {
+    "skips": ParamSpec(choices=[1, 2, 3], default=3),
+    "blocks_removed": ParamSpec(low=0, high=5, default=2),
+    "gamma1": ParamSpec(low=0.05, high=3.0, log=True, default=0.3, when={"skips": [2, 3]}),
+    "theta": ParamSpec(low=0.01, high=0.2),
+}
+
+
+def test_define_by_run_types_and_conditions():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampler = DefineByRun(SPACE, {"theta": 0.05})
+    seen_inactive = seen_active = False
+    for _ in range(30):
+        trial = study.ask()
+        constants = sampler(trial)
+        assert isinstance(trial.params["blocks_removed"], int)
+        assert isinstance(trial.params["theta"], float)
+        if trial.params["skips"] == 1:
+            assert "gamma1" not in trial.params and constants == {"gamma1": 0.3}
+            seen_inactive = True
+        else:
+            assert 0.05 <= trial.params["gamma1"] <= 3.0 and constants == {}
+            seen_active = True
+        study.tell(trial, 0.0)
+    assert seen_inactive and seen_active
+    assert is_integer_range(SPACE["blocks_removed"]) and not is_integer_range(SPACE["theta"])
+
+
+def test_conditions_are_sampled_first_whatever_the_yaml_order():
+    base = {"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"}, "data": {"dataset": "digits"}}
+    spec = parse_spec({**base, "space": {"gamma1": {"low": 0.1, "high": 1.0, "when": {"skips": 2}},
+                                         "skips": {"choices": [1, 2]}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        trial = study.ask()
+        DefineByRun(spec.space, {"gamma1": 0.3})(trial)
+        assert ("gamma1" in trial.params) == (trial.params["skips"] == 2)
+        study.tell(trial, 0.0)
+    with pytest.raises(Exception, match="space.gamma1.when refers to 'theta'"):
+        parse_spec({**base, "space": {"gamma1": {"low": 0.1, "high": 1.0, "when": {"theta": 2}}}})
+    with pytest.raises(Exception, match="form a cycle"):
+        parse_spec({**base, "space": {"gamma1": {"low": 0.1, "high": 1.0, "when": {"skips": 2}},
+                                      "skips": {"choices": [1, 2], "when": {"gamma1": 0.5}}}})
+
+
+def _searcher(tmp_path, target=80.0):
+    return ConstrainedOptunaSearch(
+        space=DefineByRun(SPACE, {"theta": 0.05}), metric=["val_accuracy", "macs"], mode=["max", "min"],
+        sampler=make_sampler("tpe", 0), study_name="unit", accuracy_target=target,
+        storage_path=tmp_path / "optuna.journal",
+    )
+
+
+def test_constraint_reaches_optuna_and_failures_are_told(tmp_path):
+    searcher = _searcher(tmp_path)
+    for trial_id in ("good", "below", "nan", "missing", "crashed"):
+        assert searcher.suggest(trial_id) is not None
+    searcher.on_trial_complete("good", {"val_accuracy": 90.0, "macs": 1e6})
+    searcher.on_trial_complete("below", {"val_accuracy": 70.0, "macs": 1e5})
+    searcher.on_trial_complete("nan", {"val_accuracy": math.nan, "macs": 1e5})
+    searcher.on_trial_complete("missing", {"val_accuracy": 90.0})
+    searcher.on_trial_complete("crashed", None, error=True)
+    study = optuna.load_study(study_name="unit", storage=searcher._storage)
+    by_number = {t.number: t for t in study.trials}
+    good, below, nan, missing, crashed = (by_number[i] for i in range(5))
+    assert good.state == below.state == optuna.trial.TrialState.COMPLETE
+    assert good.constraints[CONSTRAINT] == pytest.approx(-10.0)  # feasible: <= 0
+    assert below.constraints[CONSTRAINT] == pytest.approx(10.0)   # infeasible
+    assert {nan.state, missing.state, crashed.state} == {optuna.trial.TrialState.FAIL}
+    # the leaner but infeasible trial is not on Optuna's (constrained) front
+    assert [t.number for t in study.best_trials] == [0]
+
+
+def test_searcher_survives_pickling_mid_search(tmp_path):
+    searcher = _searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", {"val_accuracy": 85.0, "macs": 2e6})
+    clone = pickle.loads(pickle.dumps(searcher))
+    clone.on_trial_complete("b", {"val_accuracy": 95.0, "macs": 1e6})  # the trial left running
+    study = optuna.load_study(study_name="unit", storage=clone._storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert clone.suggest("c") is not None and len(study.trials) == 3
+
+
+def test_rows_and_types():
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"},
+                       "space": {k: v.__dict__ for k, v in SPACE.items()}})
+    assert hyperparameter_types(spec) == {"skips": "int", "blocks_removed": "int", "gamma1": "float", "theta": "float"}
+    done = trial_row("t1", {"skips": 2}, {"done": True, "val_accuracy": 90.0, "feasible": True, "macs": 5}, False, spec)
+    assert done["status"] == "TERMINATED" and done["feasible"] and done["blocks_removed"] is None
+    failed = trial_row("t2", {}, {"val_accuracy": 10.0}, True, spec)
+    assert failed["status"] == "ERROR" and failed["val_accuracy"] is None and not failed["feasible"]
+    assert trial_row("t3", {}, {"val_accuracy": 10.0}, False, spec)["status"] == "INTERRUPTED"
