@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/student_step.py
+	$(BIN)/python benchmarks/object_store.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -19,7 +19,7 @@ def _raw():
 def test_demo_spec_loads_and_resolves_defaults():
     spec = load_spec(DEMO)
     values = spec.hyperparameters()
-    assert values["gamma1"] == 0.3 and values["skips"] == 3 and values["student_epochs"] == 30
+    assert values["gamma1"] == 0.3 and values["skips"] == 3 and values["student_epochs"] == 16
     config = spec.method_config()
     assert config.gamma2 == 3.0 and config.batch_size == 64 and config.momentum == 0.9  # method default
 
@@ -76,3 +76,11 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(bad)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_spec_is_valid(path):
+    spec = load_spec(path)
+    assert spec.space and spec.method_config() is not None
+    for name, param in spec.space.items():
+        assert param.default is not None, f"{path.name}: {name} needs a default for `raytailor tailor`"

@@ -64,14 +64,9 @@ def _trainable(spec: Spec, shared: Any):
 def _run_config(spec: Spec, storage: str, verbose: bool):
     from ray import tune
 
-    from raytailor.search.progress import progress_reporter
-
-    metrics, _ = _objective_metrics(spec)
-    return tune.RunConfig(
-        name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0,
-        progress_reporter=progress_reporter(spec, metrics) if verbose else None,
-        failure_config=tune.FailureConfig(max_failures=0),
-    )
+    # verbose: Ray's live trial table, and each trial's final metrics as it completes
+    return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0,
+                          failure_config=tune.FailureConfig(max_failures=0))
 
 
 def run_search(
@@ -106,7 +101,7 @@ def run_search(
     defaults |= spec.fixed
     searcher = ConstrainedOptunaSearch(
         space=DefineByRun(spec.space, defaults), metric=metrics, mode=modes,
-        sampler=make_sampler(spec.search.sampler, spec.search.seed), study_name=out_dir.name,
+        sampler=make_sampler(spec.search.sampler, spec.search.seed, spec.search.trials), study_name=out_dir.name,
         accuracy_target=shared.accuracy_target, storage_path=out_dir / "optuna.journal",
     )
     tuner = tune.Tuner(

@@ -25,9 +25,12 @@ from raytailor.errors import SpecError
 CONSTRAINT = "accuracy_target"
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, trials: int = 100) -> optuna.samplers.BaseSampler:
+    """A seeded sampler. TPE's random start-up phase scales with the budget (Optuna's default of
+    10 random trials would leave a small search with no model-based trial at all)."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        startup = max(2, min(10, trials // 3))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "random":
