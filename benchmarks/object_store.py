@@ -43,7 +43,6 @@ def build_shared(arch: str):
 @ray.remote(num_cpus=1)
 def time_in_trial(ref_holder: list, files: list[str], rounds: int) -> dict:
     from raytailor.backbones.weights import read_state_dict
-    from raytailor.search.shared import _tensor
 
     def from_store(build: bool):
         shared = ray.get(ref_holder[0])

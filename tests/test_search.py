@@ -50,6 +50,20 @@ def log_text(handle) -> str:
     return handle.read()[-3000:]
 
 
+def _tensorboard_hparam_keys(trial_dir: Path) -> list[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(trial_dir))
+    events.Reload()
+    assert any(tag.startswith("ray/tune/student/") for tag in events.Tags()["scalars"])
+    for data in events.PluginTagToContent("hparams").values():
+        parsed = plugin_data_pb2.HParamsPluginData.FromString(data)
+        if parsed.HasField("session_start_info"):
+            return sorted(parsed.session_start_info.hparams)
+    return []
+
+
 def _trial_lines(out: Path, trial_id: str) -> int:
     (folder,) = [p for p in (out / "trials").iterdir() if trial_id in p.name]
     return len((folder / "result.json").read_text().splitlines())
@@ -99,7 +113,11 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     for row in front:
         model = raytailor.load_tailored(out / "models" / row["trial_id"])
         assert count_params(model) == row["params"]
-    assert all(list(p.glob("events.out.tfevents*")) for p in (out / "trials").iterdir() if p.is_dir())
+    trial_dirs = [p for p in (out / "trials").iterdir() if p.is_dir()]
+    assert len(trial_dirs) == 4
+    hparam_keys = [_tensorboard_hparam_keys(p) for p in trial_dirs]
+    # every trial, the conditional gamma1 included, has the same HParams keys
+    assert all(keys == sorted(TINY["space"]) for keys in hparam_keys), hparam_keys
     metadata = pq.read_schema(out / "trials.parquet").metadata
     assert b"spec" in metadata and b"versions" in metadata
     assert json.loads((out / "teacher.json").read_text())["accuracy_target"] == pytest.approx(
