@@ -28,7 +28,7 @@ def build_shared(arch: str):
     from raytailor.backbones import create_backbone
     from raytailor.data import load_splits
     from raytailor.run import Prepared
-    from raytailor.search.shared import SharedTask
+    from raytailor.search.shared import SharedTask, to_numpy_state
     from raytailor.spec import parse_spec
 
     spec = parse_spec({"name": "bench", "method": "nettailor", "backbone": {"arch": arch},
@@ -36,8 +36,8 @@ def build_shared(arch: str):
     splits = load_splits(dataset="digits", image_size=32)
     pretrained = create_backbone(arch, num_classes=10)
     prepared = Prepared(spec=spec, splits=splits, pretrained=pretrained, device=torch.device("cpu"))
-    return SharedTask.from_prepared(prepared, teacher=create_backbone(arch, num_classes=10),
-                                    teacher_metrics={"val_accuracy": 0.0})
+    teacher_state = to_numpy_state(create_backbone(arch, num_classes=10))
+    return SharedTask.from_prepared(prepared, teacher_state=teacher_state, teacher_metrics={"val_accuracy": 0.0})
 
 
 @ray.remote(num_cpus=1)
@@ -47,14 +47,14 @@ def time_in_trial(ref_holder: list, files: list[str], rounds: int) -> dict:
     def from_store(build: bool):
         shared = ray.get(ref_holder[0])
         if build:
-            shared._network(shared.backbone_state, "cpu"), shared._network(shared.teacher_state, "cpu")
+            shared.network_from_state(shared.backbone_state, "cpu"), shared.network_from_state(shared.teacher_state, "cpu")
         return shared
 
     def from_files(build: bool, template):
         states = [read_state_dict(Path(f)) for f in files]
         if build:
             for state in states:
-                network = template._network({k: v.numpy() for k, v in state.items()}, "cpu")
+                network = template.network_from_state({k: v.numpy() for k, v in state.items()}, "cpu")
                 del network
         return states
 

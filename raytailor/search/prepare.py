@@ -37,7 +37,4 @@ def prepare_shared(spec: Spec, *, verbose: bool = True) -> SharedTask:
                   file=sys.stderr, flush=True)
     prepared = prepare(spec)
     prepared.pretrained.cpu()
-    shared = SharedTask.from_prepared(prepared, teacher=None, teacher_metrics=metrics)
-    shared.teacher_state = state
-    shared.extra["teacher_key"] = key
-    return shared
+    return SharedTask.from_prepared(prepared, teacher_state=state, teacher_metrics=metrics, teacher_key=key)

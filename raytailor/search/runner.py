@@ -94,7 +94,7 @@ def run_search(
     shared = prepare_shared(spec, verbose=verbose)
     (out_dir / "teacher.json").write_text(json.dumps(
         {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
-         "cache_key": shared.extra["teacher_key"]}, indent=2))
+         "cache_key": shared.teacher_key}, indent=2))
     metrics, modes = _objective_metrics(spec)
     defaults = {f.name: f.default for f in dataclasses.fields(type(spec.method_config()))}
     defaults |= spec.fixed

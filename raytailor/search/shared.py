@@ -9,7 +9,7 @@ from disk or re-train the teacher.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,10 +44,12 @@ class SharedTask:
     teacher_state: State
     teacher_metrics: dict[str, Any]
     accuracy_target: float  # teacher validation accuracy - max_drop, in points
-    extra: dict[str, Any] = field(default_factory=dict)
+    teacher_key: str = ""  # the teacher cache entry this came from
 
     @classmethod
-    def from_prepared(cls, prepared: Prepared, teacher: BlockNetwork | None, teacher_metrics: dict) -> "SharedTask":
+    def from_prepared(
+        cls, prepared: Prepared, *, teacher_state: State, teacher_metrics: dict, teacher_key: str = ""
+    ) -> "SharedTask":
         arrays = {}
         for split in ("train", "val", "test"):
             part: TensorSplit = getattr(prepared.splits, split)
@@ -56,9 +58,8 @@ class SharedTask:
         return cls(
             spec=prepared.spec, arrays=arrays, mean=tuple(prepared.splits.mean),
             std=tuple(prepared.splits.std), class_names=list(prepared.splits.class_names),
-            backbone_state=to_numpy_state(prepared.pretrained),
-            teacher_state=to_numpy_state(teacher) if teacher is not None else {},
-            teacher_metrics=teacher_metrics,
+            backbone_state=to_numpy_state(prepared.pretrained), teacher_state=teacher_state,
+            teacher_metrics=teacher_metrics, teacher_key=teacher_key,
             accuracy_target=teacher_metrics["val_accuracy"] - prepared.spec.target.max_drop,
         )
 
@@ -67,7 +68,7 @@ class SharedTask:
         states = [*self.arrays.values(), *self.backbone_state.values(), *self.teacher_state.values()]
         return int(sum(a.nbytes for a in states))
 
-    def _network(self, state: State, device: torch.device) -> BlockNetwork:
+    def network_from_state(self, state: State, device: str | torch.device) -> BlockNetwork:
         network = create_backbone(self.spec.backbone.arch, num_classes=len(self.class_names))
         network.load_state_dict({k: _tensor(v) for k, v in state.items()})
         return network.to(device)
@@ -80,7 +81,7 @@ class SharedTask:
                for split in ("train", "val", "test")},
             num_classes=len(self.class_names), class_names=self.class_names, mean=self.mean, std=self.std,
         )
-        prepared = Prepared(spec=self.spec, splits=splits, pretrained=self._network(self.backbone_state, device),
+        prepared = Prepared(spec=self.spec, splits=splits, pretrained=self.network_from_state(self.backbone_state, device),
                             device=device)
-        teacher = self._network(self.teacher_state, device).eval()
+        teacher = self.network_from_state(self.teacher_state, device).eval()
         return prepared, teacher

@@ -1,0 +1,161 @@
+"""TransTailor end to end (paper Algorithm 1): W* -> repeat(train alpha, beta, prune z,
+importance-aware fine-tune) until the accuracy drops by more than tau points.
+
+Plain PyTorch, no Ray. Every iteration yields a sub-model (an accuracy/MACs trade-off point);
+the chosen one is the last sub-model the tau test accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raytailor.backbones import BlockNetwork
+from raytailor.cost import count_params, image_macs
+from raytailor.data import TensorLoader
+from raytailor.train import EpochCallback, OptimConfig, evaluate, fit, sgd
+from raytailor.transtailor.config import TransTailorConfig
+from raytailor.transtailor.gates import attach_scales, remove_scales_by_folding, set_scales
+from raytailor.transtailor.importance import filter_importance
+from raytailor.transtailor.surgery import prune_lowest
+
+
+@dataclass
+class TransTailorOutcome:
+    model: BlockNetwork              # the chosen sub-model W_o (plain BlockNetwork, eval mode)
+    chain: list[dict] = field(default_factory=list)  # W*, then one record per sub-model
+    chosen_iteration: int = 0        # 0: W* itself
+    stopped_at: int | None = None    # iteration whose drop exceeded tau, None if none did
+    stop_reason: str = "max_iterations"  # "tau", "max_iterations" or "exhausted"
+
+
+def _step_loss(network: nn.Module, *, frozen_bn: bool = False):
+    def step_loss(images, labels):
+        if frozen_bn:  # fit() puts the model in train mode each epoch; W^s_f stays frozen (Eq. 3)
+            network.eval()
+        logits = network(images)
+        loss = F.cross_entropy(logits, labels)
+        return loss, logits, {}
+    return step_loss
+
+
+def _weight_optimizer(network: BlockNetwork, config: TransTailorConfig, epochs: int,
+                      lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD, classifier at classifier_lr and every other trainable weight at conv_lr (paper).
+    Built after each pruning step: pruning replaces the parameter tensors."""
+    head = list(network.classifier.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in network.parameters() if id(p) not in head_ids]
+    optim = OptimConfig(epochs, config.conv_lr, config.momentum, config.weight_decay)
+    return sgd([{"params": body, "lr": config.conv_lr},
+                {"params": head, "lr": config.classifier_lr if lr is None else lr}], optim)
+
+
+def _train(network: BlockNetwork, *, stage: str, epochs: int, optimizer: torch.optim.Optimizer,
+           train_loader: TensorLoader, val_loader: TensorLoader, frozen_bn: bool,
+           on_epoch: EpochCallback | None, verbose: bool) -> None:
+    if epochs > 0:
+        fit(network, stage=stage, train_loader=train_loader, val_loader=val_loader,
+            optimizer=optimizer, epochs=epochs, step_loss=_step_loss(network, frozen_bn=frozen_bn),
+            on_epoch=on_epoch, verbose=verbose)
+
+
+def _normalised(beta: torch.Tensor) -> torch.Tensor:
+    """beta / mean(beta) per layer: keeps the layer's activation scale (raw Taylor values are
+    ~1e-3 and would shrink every feature map) while keeping the relative importance."""
+    mean = beta.mean()
+    return beta / mean if mean > 0 else torch.ones_like(beta)
+
+
+def _record(network: BlockNetwork, *, iteration: int, accuracy: float, image_size: int,
+            filters_removed: int, accepted: bool) -> dict:
+    return {"iteration": iteration, "val_accuracy": accuracy,
+            "macs": image_macs(network, image_size), "params": count_params(network),
+            "filters_removed": filters_removed, "accepted": accepted}
+
+
+def run_transtailor(
+    pretrained: BlockNetwork, *, config: TransTailorConfig, image_size: int,
+    train_loader: TensorLoader, val_loader: TensorLoader,
+    on_epoch: EpochCallback | None = None, verbose: bool = True,
+) -> TransTailorOutcome:
+    """Algorithm 1 on a private copy of ``pretrained`` (whose classifier must already have the
+    target's classes). Accuracies are in percent and tau in points."""
+    network = copy.deepcopy(pretrained)
+    for p in network.parameters():
+        p.requires_grad_(True)
+
+    # Line 2: W* = the pre-trained model with its new FC fitted to the target task.
+    for p in network.parameters():
+        p.requires_grad_(False)
+    for p in network.classifier.parameters():
+        p.requires_grad_(True)
+    _train(network, stage="classifier", epochs=config.classifier_epochs,
+           optimizer=_weight_optimizer(network, config, config.classifier_epochs),
+           train_loader=train_loader, val_loader=val_loader, frozen_bn=True,
+           on_epoch=on_epoch, verbose=verbose)
+    for p in network.parameters():
+        p.requires_grad_(True)
+    _train(network, stage="full_finetune", epochs=config.full_finetune_epochs,
+           optimizer=_weight_optimizer(network, config, config.full_finetune_epochs),
+           train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
+           on_epoch=on_epoch, verbose=verbose)
+
+    best = evaluate(network, val_loader)
+    base_macs = image_macs(network, image_size)
+    outcome = TransTailorOutcome(model=copy.deepcopy(network).eval())
+    outcome.chain.append(_record(network, iteration=0, accuracy=best, image_size=image_size,
+                                 filters_removed=0, accepted=True))
+    step = {"macs_budget": round(config.prune_fraction * base_macs)} if config.prune_fraction \
+        else {"filters": config.prune_filters}
+
+    for iteration in range(1, config.max_iterations + 1):
+        # Line 5 (Eq. 3): alpha trained on the target data, every weight frozen.
+        for p in network.parameters():
+            p.requires_grad_(False)
+        scales = attach_scales(network)
+        set_scales(scales, [torch.ones_like(s.alpha) for s in scales], trainable=True)
+        factor_optim = sgd([{"params": [s.alpha for s in scales], "weight_decay": 0.0}],
+                           OptimConfig(config.factor_epochs, config.factor_lr, config.momentum, 0.0))
+        _train(network, stage=f"factors_{iteration}", epochs=config.factor_epochs,
+               optimizer=factor_optim, train_loader=train_loader, val_loader=None,
+               frozen_bn=True, on_epoch=on_epoch, verbose=verbose)
+        # Line 6 (Eq. 5): beta accumulated over the whole training set.
+        betas = filter_importance(network, scales, train_loader, F.cross_entropy)
+        # Line 7: prune z filters with the lowest (group-summed) beta.
+        pruned = prune_lowest(network, scales, betas, image_size=image_size, **step)
+        if pruned.channels_removed == 0:
+            remove_scales_by_folding(network)
+            outcome.stop_reason = "exhausted"
+            break
+        # Line 8 (Eq. 6): importance-aware fine-tune, beta fixed inside the network.
+        set_scales(scales, [_normalised(b) for b in pruned.kept_betas], trainable=False)
+        for p in network.parameters():
+            p.requires_grad_(True)
+        for s in scales:
+            s.alpha.requires_grad_(False)
+        _train(network, stage=f"finetune_{iteration}", epochs=config.finetune_epochs,
+               optimizer=_weight_optimizer(network, config, config.finetune_epochs),
+               train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
+               on_epoch=on_epoch, verbose=verbose)
+        remove_scales_by_folding(network)  # beta stays part of the function, now inside BN
+        accuracy = evaluate(network, val_loader)
+        accepted = not (best - accuracy > config.tau)  # Eq. 8, both in points
+        outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
+                                     image_size=image_size, filters_removed=pruned.filters_removed,
+                                     accepted=accepted))
+        if verbose:
+            print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (best {best:.2f}%), "
+                  f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
+                  file=sys.stderr, flush=True)
+        if not accepted:
+            outcome.stopped_at, outcome.stop_reason = iteration, "tau"
+            break
+        best = accuracy
+        outcome.model, outcome.chosen_iteration = copy.deepcopy(network).eval(), iteration
+    return outcome
