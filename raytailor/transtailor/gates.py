@@ -73,7 +73,7 @@ def attach_scales(network: BlockNetwork) -> list[ChannelScale]:
         for module in sequential:
             modules.append(module)
             if isinstance(module, nn.BatchNorm2d):
-                scale = ChannelScale(module.num_features).to(module.weight.device)
+                scale = ChannelScale(module.num_features).to(module.weight.device, module.weight.dtype)
                 modules.append(scale)
         _refill(sequential, modules)
     gated = {id(m) for s in _gated_sequentials(network) for m in s if isinstance(m, nn.BatchNorm2d)}

@@ -1,0 +1,194 @@
+"""TransTailor: scaling factors, Taylor importance, exact pruning surgery, Algorithm 1."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_pruning as tp
+
+from raytailor.backbones import BlockNetwork
+from raytailor.backbones.cifar import resnet20
+from raytailor.cost import count_params, image_macs
+from raytailor.data import TensorLoader, load_splits
+from raytailor.errors import BackboneError
+from raytailor.transtailor import (
+    ChannelScale, TransTailorConfig, attach_scales, filter_importance, prune_lowest,
+    remove_scales_by_folding, run_transtailor, set_scales,
+)
+from raytailor.transtailor.surgery import layer_macs
+
+SIZE = 16
+
+
+def _randomise_bn(network: torch.nn.Module) -> None:
+    """Non-trivial BN statistics/affine so folding and gradients are exercised."""
+    with torch.no_grad():
+        for m in network.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+
+
+def _batches(n: int = 2, dtype=torch.float32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(4, 3, SIZE, SIZE, generator=g, dtype=dtype), torch.randint(0, 4, (4,), generator=g))
+            for _ in range(n)]
+
+
+def test_config_validation():
+    assert TransTailorConfig().prune_fraction == 0.1
+    TransTailorConfig(prune_fraction=None, prune_filters=8)
+    with pytest.raises(ValueError, match="exactly one"):
+        TransTailorConfig(prune_fraction=0.1, prune_filters=8)
+    with pytest.raises(ValueError, match="prune_fraction"):
+        TransTailorConfig(prune_fraction=1.5)
+    with pytest.raises(ValueError, match="tau"):
+        TransTailorConfig(tau=-1)
+
+
+def test_scales_sit_after_every_bn_and_fold_exactly():
+    net = resnet20(4)
+    _randomise_bn(net)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    net.eval()
+    scales = attach_scales(net)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(scales) == len(bns) == 1 + 9 * 2 + 2
+    for seq in [net.stem, *[b.residual for b in net.blocks]]:
+        mods = list(seq)
+        for i, m in enumerate(mods):
+            if isinstance(m, torch.nn.BatchNorm2d):
+                assert isinstance(mods[i + 1], ChannelScale)
+    set_scales(scales, [torch.rand(s.alpha.numel()) + 0.5 for s in scales], trainable=False)
+    with torch.no_grad():
+        scaled = net(x)
+    remove_scales_by_folding(net)
+    assert not any(isinstance(m, ChannelScale) for m in net.modules())
+    assert isinstance(net, BlockNetwork)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), scaled, rtol=1e-5, atol=1e-5)
+
+
+def test_importance_matches_finite_differences():
+    net = resnet20(4).double()
+    _randomise_bn(net)
+    scales = attach_scales(net)
+    set_scales(scales, [torch.rand(s.alpha.numel(), dtype=torch.float64) + 0.5 for s in scales],
+               trainable=True)
+    batches = _batches(2, torch.float64)
+    betas = filter_importance(net, scales, batches, F.cross_entropy)
+    assert net.training and all(s.alpha.requires_grad for s in scales)
+
+    def total_loss() -> float:
+        net.eval()
+        with torch.no_grad():
+            return sum(F.cross_entropy(net(x), y).item() for x, y in batches)
+
+    eps = 1e-5
+    for which, channel in [(0, 3), (5, 1), (len(scales) - 1, 7)]:
+        alpha = scales[which].alpha
+        a = alpha[channel].item()
+        with torch.no_grad():
+            alpha[channel] = a + eps
+            up = total_loss()
+            alpha[channel] = a - eps
+            down = total_loss()
+            alpha[channel] = a
+        expected = abs((up - down) / (2 * eps) * a)
+        assert betas[which][channel].item() == pytest.approx(expected, rel=1e-3, abs=1e-9)
+
+
+def test_prune_keeps_residual_shapes_and_cost_counts_agree():
+    net = resnet20(4)
+    scales = attach_scales(net)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    net.train()
+    before = image_macs(net, SIZE)
+    betas = [torch.rand(s.alpha.numel()) for s in scales]
+    result = prune_lowest(net, scales, betas, image_size=SIZE, macs_budget=before // 5)
+    # caller's state survives torch-pruning: still frozen and in train mode
+    assert net.training and not any(p.requires_grad for p in net.parameters())
+    after = image_macs(net, SIZE)
+    assert before - after == result.macs_removed >= before // 5
+    assert [b.numel() for b in result.kept_betas] == [s.alpha.numel() for s in scales]
+    # residual shapes: the block outputs of one stage share their width
+    for block in net.blocks:
+        out = block.residual[-2].num_features if isinstance(block.residual[-1], ChannelScale) else None
+        assert out == block.residual[-1].alpha.numel()
+    widths = {block.residual[-1].alpha.numel() for block in net.blocks[:3]}
+    assert len(widths) == 1 and widths == {net.stem[1].num_features}
+    assert net(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 4)
+    # independent counts: torch-pruning for params, forward hooks for conv/linear MACs
+    _, tp_params = tp.utils.count_ops_and_params(net, torch.zeros(1, 3, SIZE, SIZE))
+    assert tp_params == count_params(net)
+    assert sum(layer_macs(net, image_size=SIZE).values()) == after
+
+
+def test_prune_takes_exactly_the_lowest_with_stable_ties():
+    net = resnet20(4)
+    scales = attach_scales(net)
+    names = {s: n for n, s in net.named_modules() if isinstance(s, ChannelScale)}
+    betas = [torch.ones(s.alpha.numel()) for s in scales]
+    index = {names[s]: i for i, s in enumerate(scales)}
+    b1 = index["blocks.1.residual.2"]   # scale of blocks.1.residual.0 (internal, uncoupled)
+    b4 = index["blocks.4.residual.2"]
+    betas[b4][[3, 7]] = 0.5             # ties with b1's 0.5s, but a later group
+    betas[b1][[2, 9, 11]] = 0.5
+    betas[b1][0] = 0.2
+    result = prune_lowest(net, scales, betas, image_size=SIZE, filters=4)
+    assert result.removed == {"blocks.1.residual.0": [0, 2, 9, 11]}
+    assert net.blocks[1].residual[0].out_channels == 12
+    assert torch.equal(result.kept_betas[b1], torch.ones(12))
+    # coupled channels: a stage-1 channel is ranked by the sum over its 4 scales
+    net = resnet20(4)
+    scales = attach_scales(net)
+    names = {s: n for n, s in net.named_modules() if isinstance(s, ChannelScale)}
+    betas = [torch.full((s.alpha.numel(),), 10.0) for s in scales]
+    coupled = [i for i, s in enumerate(scales) if names[s] in
+               ("stem.2", "blocks.0.residual.6", "blocks.1.residual.6", "blocks.2.residual.6")]
+    for i in coupled:
+        betas[i][5] = 1.0   # sum 4 < 10 of every single internal channel
+    result = prune_lowest(net, scales, betas, image_size=SIZE, filters=1)
+    assert result.removed == {"stem.0": [5]} and result.filters_removed == 4
+    assert net.stem[0].out_channels == 15 and net.blocks[3].shortcut[0].in_channels == 15
+
+
+def test_never_removes_the_last_channel():
+    net = resnet20(4)
+    scales = attach_scales(net)
+    betas = [torch.ones(s.alpha.numel()) for s in scales]
+    result = prune_lowest(net, scales, betas, image_size=SIZE, macs_budget=10**12)
+    assert all(m.out_channels >= 1 for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert net.stem[0].out_channels == 1 and result.channels_removed > 0
+    assert net(torch.randn(1, 3, SIZE, SIZE)).shape == (1, 4)
+
+
+def test_unsupported_structure_raises_backbone_error():
+    net = resnet20(4)
+    net.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+    with pytest.raises(BackboneError, match="resnet20"):
+        attach_scales(net)
+
+
+def test_two_iterations_give_decreasing_macs_and_a_plain_network():
+    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=12)
+    loader = lambda split, shuffle: TensorLoader(split, batch_size=32, mean=splits.mean, std=splits.std,
+                                                 shuffle=shuffle)
+    config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=2, classifier_epochs=1,
+                               factor_epochs=1, finetune_epochs=1, batch_size=32)
+    outcome = run_transtailor(resnet20(4), config=config, image_size=SIZE,
+                              train_loader=loader(splits.train, True), val_loader=loader(splits.val, False),
+                              verbose=False)
+    macs = [record["macs"] for record in outcome.chain]
+    assert [r["iteration"] for r in outcome.chain] == [0, 1, 2]
+    assert all(a > b for a, b in zip(macs, macs[1:]))
+    assert outcome.chain[1]["filters_removed"] > 0 and outcome.chosen_iteration == 2
+    model = outcome.model
+    assert isinstance(model, BlockNetwork)
+    assert not any(isinstance(m, ChannelScale) for m in model.modules())
+    assert image_macs(model, SIZE) == macs[-1]
+    assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 4)
