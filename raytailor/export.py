@@ -72,4 +72,11 @@ def _build_nettailor(architecture: dict[str, Any]) -> nn.Module:
     )
 
 
-_BUILDERS = {"nettailor": _build_nettailor}
+def _build_transtailor(architecture: dict[str, Any]) -> nn.Module:
+    from raytailor.transtailor.rebuild import rebuild_pruned
+
+    return rebuild_pruned(arch=architecture["arch"], num_classes=architecture["num_classes"],
+                          widths=architecture["widths"])
+
+
+_BUILDERS = {"nettailor": _build_nettailor, "transtailor": _build_transtailor}

@@ -119,28 +119,44 @@ def run_method(
     """Tailor with hyper-parameter ``values``; metrics are counted on the final module.
 
     ``tailor`` and every search trial run exactly this."""
-    from raytailor.nettailor.pipeline import run_nettailor
-
     spec = prepared.spec
     config = spec.method_config(values)
     torch.manual_seed(spec.data.seed)
-    outcome = run_nettailor(
-        prepared.pretrained, teacher, config=config, image_size=spec.data.image_size,
-        train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
-        val_loader=prepared.loader("val", batch_size=256), on_epoch=on_epoch, verbose=verbose,
-    )
+    loaders = {"train_loader": prepared.loader("train", batch_size=config.batch_size, train=True),
+               "val_loader": prepared.loader("val", batch_size=256), "on_epoch": on_epoch, "verbose": verbose}
+    tailor_with = _nettailor if spec.method == "nettailor" else _transtailor
+    model, task_modules, details, architecture = tailor_with(prepared, teacher, config, loaders)
+    metrics = {**model_metrics(prepared, model, task_modules), **details}
+    architecture = {"method": spec.method, "arch": spec.backbone.arch, "num_classes": prepared.splits.num_classes,
+                    "input": input_description(prepared), **architecture}
+    return TailoredRun(model, metrics, architecture, dataclasses.asdict(config))
+
+
+def _nettailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: dict) -> tuple:
+    from raytailor.nettailor.pipeline import run_nettailor
+
+    outcome = run_nettailor(prepared.pretrained, teacher, config=config,
+                            image_size=prepared.spec.data.image_size, **loaders)
     model = outcome.model
-    metrics = {
-        **model_metrics(prepared, model, model.task_modules()),
+    details = {
         "blocks_kept": sum(p.kind == "block" for p in outcome.survivors),
         "blocks_total": prepared.pretrained.num_blocks,
         "proxies_kept": sum(p.kind == "proxy" for p in outcome.survivors),
     }
-    architecture = {
-        "method": spec.method, "arch": model.arch, "num_classes": model.classifier.out_features,
-        "paths": [p.to_list() for p in model.paths], "input": input_description(prepared),
-    }
-    return TailoredRun(model, metrics, architecture, dataclasses.asdict(config))
+    return model, model.task_modules(), details, {"paths": [p.to_list() for p in model.paths]}
+
+
+def _transtailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: dict) -> tuple:
+    """Filter pruning needs no distillation teacher; the teacher stays the accuracy reference."""
+    from raytailor.transtailor.pipeline import run_transtailor
+    from raytailor.transtailor.rebuild import layer_widths
+
+    outcome = run_transtailor(prepared.pretrained, config=config, image_size=prepared.spec.data.image_size,
+                              **loaders)
+    details = {"iterations": len(outcome.chain) - 1, "chosen_iteration": outcome.chosen_iteration,
+               "stop_reason": outcome.stop_reason, "chain": outcome.chain}
+    # every weight was fine-tuned and every layer may be narrower: the whole model is the task's
+    return outcome.model, [outcome.model], details, {"widths": layer_widths(outcome.model)}
 
 
 def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:

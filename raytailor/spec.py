@@ -19,8 +19,9 @@ import yaml
 
 from raytailor.errors import SpecError
 from raytailor.nettailor.config import NetTailorConfig
+from raytailor.transtailor.config import TransTailorConfig
 
-METHODS: dict[str, type] = {"nettailor": NetTailorConfig}
+METHODS: dict[str, type] = {"nettailor": NetTailorConfig, "transtailor": TransTailorConfig}
 OBJECTIVES = ("accuracy", "macs", "params", "task_params")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 

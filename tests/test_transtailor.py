@@ -192,3 +192,43 @@ def test_two_iterations_give_decreasing_macs_and_a_plain_network():
     assert not any(isinstance(m, ChannelScale) for m in model.modules())
     assert image_macs(model, SIZE) == macs[-1]
     assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 4)
+
+
+def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
+    """`raytailor tailor` with method: transtailor -> a physically smaller export that reloads."""
+    import json
+
+    import yaml
+
+    import raytailor
+    from raytailor.cli import main
+
+    spec = {
+        "name": "tiny-transtailor", "method": "transtailor",
+        "backbone": {"arch": "resnet20", "weights": "asset:resnet20_shapes16.safetensors"},
+        "data": {"dataset": "digits", "image_size": 16, "num_classes": 4, "samples_per_class": 40,
+                 "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},
+        "teacher": {"epochs": 1, "lr": 0.05, "batch_size": 32},
+        "space": {"prune_fraction": {"low": 0.05, "high": 0.3, "default": 0.2},
+                  "tau": {"low": 0.1, "high": 5.0, "default": 5.0}},
+        "fixed": {"max_iterations": 2, "classifier_epochs": 1, "factor_epochs": 1, "finetune_epochs": 1,
+                  "batch_size": 32},
+        "device": "cpu",
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    assert main(["tailor", str(path), "--out", str(out), "--set", "tau=100"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["hyperparameters"]["tau"] == 100.0 and result["iterations"] == 2
+    assert [r["iteration"] for r in result["chain"]] == [0, 1, 2]
+    assert result["chain"][2]["macs"] < result["chain"][1]["macs"] < result["chain"][0]["macs"]
+    assert result["macs"] == result["chain"][result["chosen_iteration"]]["macs"]
+    assert result["macs"] < result["teacher"]["macs"] and result["params"] < result["teacher"]["params"]
+
+    model = raytailor.load_tailored(out / "model")
+    assert count_params(model) == result["params"] == tp.utils.count_ops_and_params(model, torch.zeros(1, 3, 16, 16))[1]
+    assert image_macs(model, 16) == result["macs"]
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model"), "--spec", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["test_accuracy"])

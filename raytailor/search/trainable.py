@@ -24,7 +24,9 @@ def final_metrics(metrics: dict[str, Any], accuracy_target: float) -> dict[str, 
     import ray
 
     feasible = math.isfinite(metrics["val_accuracy"]) and metrics["val_accuracy"] >= accuracy_target
-    return {**metrics, "feasible": bool(feasible), "done": True,
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}  # the
+    # TransTailor chain (a list) stays in the checkpoint's result.json
+    return {**scalars, "feasible": bool(feasible), "done": True,
             "node_id": ray.get_runtime_context().get_node_id()}
 
 
