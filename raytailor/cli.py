@@ -12,7 +12,10 @@ from pathlib import Path
 from raytailor.errors import RaytailorError, SpecError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_SPECS = {"nettailor": REPO_ROOT / "search_spaces" / "demo.yaml"}
+DEMO_SPECS = {
+    "nettailor": REPO_ROOT / "search_spaces" / "demo.yaml",
+    "transtailor": REPO_ROOT / "search_spaces" / "transtailor_demo.yaml",
+}
 
 
 class _Parser(argparse.ArgumentParser):
