@@ -65,13 +65,6 @@ def _train(network: BlockNetwork, *, stage: str, epochs: int, optimizer: torch.o
             on_epoch=on_epoch, verbose=verbose)
 
 
-def _normalised(beta: torch.Tensor) -> torch.Tensor:
-    """beta / mean(beta) per layer: keeps the layer's activation scale (raw Taylor values are
-    ~1e-3 and would shrink every feature map) while keeping the relative importance."""
-    mean = beta.mean()
-    return beta / mean if mean > 0 else torch.ones_like(beta)
-
-
 def _record(network: BlockNetwork, *, iteration: int, accuracy: float, image_size: int,
             filters_removed: int, accepted: bool) -> dict:
     return {"iteration": iteration, "val_accuracy": accuracy,
@@ -133,8 +126,11 @@ def run_transtailor(
             remove_scales_by_folding(network)
             outcome.stop_reason = "exhausted"
             break
-        # Line 8 (Eq. 6): importance-aware fine-tune, beta fixed inside the network.
-        set_scales(scales, [_normalised(b) for b in pruned.kept_betas], trainable=False)
+        # Line 8 (Eq. 6): importance-aware fine-tune. The target-aware importance factors alpha
+        # (trained in line 5, pruned with their channels) stay in the outputs, fixed; beta only
+        # ranks filters. Multiplying the Taylor beta in instead (normalised by its layer mean or
+        # max) collapsed accuracy: benchmarks/pruning_baselines.py, README "TransTailor".
+        set_scales(scales, [s.alpha.detach().clone() for s in scales], trainable=False)
         for p in network.parameters():
             p.requires_grad_(True)
         for s in scales:
