@@ -63,6 +63,7 @@ class PathNetwork(nn.Module):
             module.requires_grad_(False)
         self.disabled: frozenset[Path] = frozenset()
         self._entering = {n: [p for p in self.paths if p.dst == n] for n in range(1, self.num_nodes + 1)}
+        self._position = {p: i for i, p in enumerate(self.paths)}  # path -> index into alpha
 
         # Eq. 9 costs: MACs of each path normalised by the MACs of the whole pre-trained network.
         device = next(backbone.parameters()).device
@@ -121,13 +122,12 @@ class PathNetwork(nn.Module):
         alpha = self.attention_weights()
         nodes = {0: self.stem(x)}
         pooled: dict[tuple[int, int], torch.Tensor] = {}  # (source node, stride) -> pooled input
-        index = {p: i for i, p in enumerate(self.paths)}
         for node, entering in self._entering.items():
             mixed = None
             for path in entering:
                 if path in self.disabled:
                     continue
-                weight = alpha[index[path]]
+                weight = alpha[self._position[path]]
                 if path.kind == "block":
                     term = weight * self.blocks[path.name](nodes[path.src])
                 else:

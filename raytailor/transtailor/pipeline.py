@@ -80,8 +80,6 @@ def run_transtailor(
     """Algorithm 1 on a private copy of ``pretrained`` (whose classifier must already have the
     target's classes). Accuracies are in percent and tau in points."""
     network = copy.deepcopy(pretrained)
-    for p in network.parameters():
-        p.requires_grad_(True)
 
     # Line 2: W* = the pre-trained model with its new FC fitted to the target task.
     for p in network.parameters():
