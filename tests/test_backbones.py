@@ -6,23 +6,26 @@ from safetensors.torch import save_file
 
 from raytailor._torchvision import torchvision
 from raytailor.backbones import create_backbone, describe_blocks, list_backbones
-from raytailor.backbones.resnet import from_torchvision_resnet
+from raytailor.backbones.torchvision_zoo import TORCHVISION_ARCHS
 from raytailor.cost import count_params, image_macs
 from raytailor.errors import BackboneError
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
-def test_redescribed_resnet_matches_torchvision(arch):
-    model = getattr(torchvision.models, arch)().eval()
-    network = from_torchvision_resnet(model, arch).eval()
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "vgg16_bn", "efficientnet_b0"])
+def test_redescribed_torchvision_model_computes_the_same_function(arch):
+    entry = TORCHVISION_ARCHS[arch]
+    model = entry.build().eval()
+    network = entry.redescribe(model, arch).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), network(x))
+    assert count_params(network) == count_params(model)
 
 
 @pytest.mark.parametrize("arch,image_size,blocks,last_channels", [
     ("resnet18", 64, 8, 512), ("resnet34", 64, 16, 512), ("resnet50", 64, 16, 2048),
     ("resnet101", 64, 33, 2048), ("resnet20", 32, 9, 64), ("wrn26", 64, 12, 256),
+    ("vgg16_bn", 32, 12, 512), ("efficientnet_b0", 64, 17, 1280),
 ])
 def test_every_backbone_describes_its_blocks(arch, image_size, blocks, last_channels):
     network = create_backbone(arch, num_classes=7)
@@ -41,6 +44,14 @@ def test_forward_nodes_agrees_with_forward():
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(network.forward_nodes(x)[1], network(x))
+
+
+@pytest.mark.parametrize("arch,params,gmacs", [("vgg16_bn", 138_365_992, 15.47), ("efficientnet_b0", 5_288_548, 0.385)])
+def test_paper_backbones_have_their_published_size(arch, params, gmacs):
+    """torchvision's published sizes (1000 classes, 224 px), counted on our re-description."""
+    network = create_backbone(arch, num_classes=1000)
+    assert count_params(network) == params
+    assert abs(image_macs(network, 224) / 1e9 - gmacs) < 0.01
 
 
 def test_resnet34_reference_counts():
@@ -83,6 +94,27 @@ def test_imagenet_download_failure_is_one_line(monkeypatch):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("arch,enum,probe", [
+    ("vgg16_bn", "VGG16_BN_Weights", lambda n: n.blocks[0][0].weight),
+    ("efficientnet_b0", "EfficientNet_B0_Weights", lambda n: n.blocks[0][0][0].weight),
+])
+def test_imagenet_weights_of_vgg_and_efficientnet(monkeypatch, arch, enum, probe):
+    entry = TORCHVISION_ARCHS[arch]
+    source = entry.build()
+    with torch.no_grad():
+        probe(entry.redescribe(source, arch)).fill_(0.25)  # shares source's tensors
+    seen = {}
+
+    def fake_download(url, *args, **kwargs):
+        seen["url"] = url
+        return source.state_dict()
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", fake_download)
+    network = create_backbone(arch, num_classes=6, weights="imagenet")
+    assert seen["url"] == getattr(torchvision.models, enum).IMAGENET1K_V1.url
+    assert torch.all(probe(network) == 0.25) and network.num_classes == 6
+
+
 def test_small_backbones_have_no_imagenet_weights():
     with pytest.raises(BackboneError, match="resnet20 has no ImageNet weights"):
         create_backbone("resnet20", num_classes=5, weights="imagenet")
@@ -99,6 +131,11 @@ def test_local_weights_torchvision_format_pt_and_raytailor_safetensors(tmp_path)
     loaded = create_backbone("resnet20", num_classes=4, weights="r20.safetensors", base_dir=tmp_path)
     assert torch.equal(loaded.blocks[8].residual[3].weight, small.blocks[8].residual[3].weight)
     assert loaded.classifier.out_features == 4  # the source classifier is replaced
+
+    effnet = torchvision.models.efficientnet_b0()  # torchvision key names ("features.1.0.block...")
+    save_file({k: v.contiguous() for k, v in effnet.state_dict().items()}, str(tmp_path / "e.safetensors"))
+    network = create_backbone("efficientnet_b0", num_classes=3, weights=str(tmp_path / "e.safetensors"))
+    assert torch.equal(network.blocks[1][0][0].weight, effnet.features[2][0].block[0][0].weight)
 
 
 def test_bad_weight_files(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from torch import nn
 
-from raytailor.backbones import cifar, resnet
+from raytailor.backbones import cifar
 from raytailor.backbones.base import BlockInfo, BlockNetwork
+from raytailor.backbones.torchvision_zoo import TORCHVISION_ARCHS
 from raytailor.backbones.weights import (
-    is_torchvision_format,
     load_matching,
     read_state_dict,
     resolve_weights_path,
@@ -22,7 +22,7 @@ _SMALL: dict[str, Callable[[int], BlockNetwork]] = {"resnet20": cifar.resnet20, 
 
 
 def list_backbones() -> list[str]:
-    return sorted([*resnet.TORCHVISION_RESNETS, *_SMALL])
+    return sorted([*TORCHVISION_ARCHS, *_SMALL])
 
 
 def create_backbone(
@@ -30,12 +30,12 @@ def create_backbone(
 ) -> BlockNetwork:
     """Build ``arch`` with a fresh ``num_classes``-way classifier and pre-trained features.
 
-    ``weights``: ``imagenet`` (torchvision ResNets; downloads through torchvision), ``none``
+    ``weights``: ``imagenet`` (torchvision architectures; downloads through torchvision), ``none``
     (random init), or a file path / ``asset:NAME`` (relative paths resolve against ``base_dir``).
     """
     if arch not in list_backbones():
         raise BackboneError(f"unknown backbone {arch!r}; choose one of {', '.join(list_backbones())}")
-    if arch in resnet.TORCHVISION_RESNETS:
+    if arch in TORCHVISION_ARCHS:
         return _create_torchvision(arch, num_classes=num_classes, weights=weights, base_dir=base_dir)
     network = _SMALL[arch](num_classes)
     if weights == "imagenet":
@@ -48,31 +48,34 @@ def create_backbone(
 
 
 def _create_torchvision(arch: str, *, num_classes: int, weights: str, base_dir: Path | None) -> BlockNetwork:
+    entry = TORCHVISION_ARCHS[arch]
     if weights == "imagenet":
-        enum = getattr(resnet._tv_resnet, resnet.TORCHVISION_RESNETS[arch][1]).IMAGENET1K_V1
         try:
-            model = resnet.build_torchvision_resnet(arch, num_classes=1000, weights_enum=enum)
+            model = entry.build(imagenet=True)
         except OSError as error:  # URLError is an OSError: no network, proxy, disk
             raise BackboneError(
                 f"could not download ImageNet weights for {arch} ({error}); fetch "
-                f"{enum.url} elsewhere and set backbone.weights to that file"
+                f"{entry.weights_url} elsewhere and set backbone.weights to that file"
             ) from None
-        network = resnet.from_torchvision_resnet(model, arch)
-        network.reset_classifier(num_classes)
-        return network
-    model = resnet.build_torchvision_resnet(arch, num_classes=num_classes)
-    if weights == "none":
-        return resnet.from_torchvision_resnet(model, arch)
-    path = resolve_weights_path(weights, base_dir)
-    state = read_state_dict(path)
-    if is_torchvision_format(state):
-        load_matching(model, state, source=str(path))
-        network = resnet.from_torchvision_resnet(model, arch)
+        network = entry.redescribe(model, arch)
+    elif weights == "none":
+        network = entry.redescribe(entry.build(), arch)
     else:
-        network = resnet.from_torchvision_resnet(model, arch)
-        load_matching(network, state, source=str(path))
+        path = resolve_weights_path(weights, base_dir)
+        state = read_state_dict(path)
+        model = entry.build()
+        if _matching_keys(model, state) > _matching_keys(entry.redescribe(entry.build(), arch), state):
+            load_matching(model, state, source=str(path))  # torchvision's own key names
+            network = entry.redescribe(model, arch)
+        else:
+            network = entry.redescribe(model, arch)
+            load_matching(network, state, source=str(path))
     network.reset_classifier(num_classes)
     return network
+
+
+def _matching_keys(module: nn.Module, state: dict) -> int:
+    return len(state.keys() & module.state_dict().keys())
 
 
 def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
@@ -87,7 +90,7 @@ def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
     network.train(was_training)
     infos = []
     for index, block in enumerate(network.blocks, start=1):
-        stride = max(m.stride[0] for m in block.modules() if isinstance(m, nn.Conv2d))
+        stride = nodes[index - 1].shape[2] // nodes[index].shape[2]  # conv or pooling
         infos.append(
             BlockInfo(
                 index=index,

@@ -1,8 +1,8 @@
 """torchvision ResNets (resnet18/34/50/101) re-described as stem / blocks / head.
 
 The torchvision model is built first (so ImageNet weights load through torchvision's own
-weight enums and download code), then its modules are moved, not copied, into a
-:class:`BlockNetwork`. Each torchvision BasicBlock/Bottleneck becomes a :class:`ResidualBlock`
+weight enums and download code, see ``torchvision_zoo``), then its modules are moved, not
+copied, into a :class:`BlockNetwork`. Each torchvision BasicBlock/Bottleneck becomes a :class:`ResidualBlock`
 whose forward stops before the final ReLU.
 """
 
@@ -14,13 +14,6 @@ from raytailor._torchvision import torchvision
 from raytailor.backbones.base import BlockNetwork, ResidualBlock
 
 _tv_resnet = torchvision.models.resnet
-
-TORCHVISION_RESNETS = {
-    "resnet18": (_tv_resnet.resnet18, "ResNet18_Weights"),
-    "resnet34": (_tv_resnet.resnet34, "ResNet34_Weights"),
-    "resnet50": (_tv_resnet.resnet50, "ResNet50_Weights"),
-    "resnet101": (_tv_resnet.resnet101, "ResNet101_Weights"),
-}
 
 
 def _residual_of(block: nn.Module) -> tuple[nn.Sequential, int | None]:
@@ -51,11 +44,3 @@ def from_torchvision_resnet(model: nn.Module, arch: str) -> BlockNetwork:
         arch=arch, stem=stem, blocks=blocks, classifier=model.fc, bottleneck_widths=widths
     )
 
-
-def build_torchvision_resnet(arch: str, *, num_classes: int, weights_enum: object | None = None):
-    """Build a torchvision ResNet with its original 1000-way head (weights load into it)."""
-    factory, _ = TORCHVISION_RESNETS[arch]
-    model = factory(weights=weights_enum)
-    if num_classes != model.fc.out_features:
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model

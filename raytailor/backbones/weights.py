@@ -50,10 +50,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def is_torchvision_format(state: dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith(("conv1.", "layer1.")) for k in state)
-
-
 def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Load ``state`` into ``module``; a classifier of another size is skipped (new task)."""
     own = module.state_dict()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from raytailor.backbones.base import BlockNetwork, ResidualBlock
+from raytailor.backbones.base import BlockNetwork
 from raytailor.errors import BackboneError
 
 
@@ -32,27 +32,18 @@ class ChannelScale(nn.Module):
 
 
 def _gated_sequentials(network: BlockNetwork) -> list[nn.Sequential]:
-    """The Sequentials that hold the network's BatchNorms: stem, every residual and shortcut."""
-    if not isinstance(network.stem, nn.Sequential):
+    """Every Sequential that directly holds a BatchNorm2d (stem, residual branches, shortcuts,
+    VGG layers, MBConv sub-layers...). A BatchNorm held any other way cannot get a factor
+    behind it, so the network is refused with the module's name."""
+    sequentials = [m for m in network.modules() if isinstance(m, nn.Sequential)
+                   and any(isinstance(child, nn.BatchNorm2d) for child in m.children())]
+    held = {id(child) for s in sequentials for child in s.children()}
+    stray = [name for name, m in network.named_modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in held]
+    if stray:
         raise BackboneError(
-            f"TransTailor needs the stem of {network.arch!r} as an nn.Sequential, got "
-            f"{type(network.stem).__name__}; use a backbone from create_backbone"
+            f"TransTailor cannot place scaling factors in {network.arch!r}: BatchNorm {stray[0]} is "
+            "not a direct child of an nn.Sequential; describe the backbone with Sequential layers"
         )
-    sequentials = [network.stem]
-    for index, block in enumerate(network.blocks):
-        if not isinstance(block, ResidualBlock) or not isinstance(block.residual, nn.Sequential):
-            raise BackboneError(
-                f"TransTailor supports ResidualBlock blocks with a Sequential residual; block "
-                f"{index} of {network.arch!r} is {type(block).__name__}; use a ResNet backbone"
-            )
-        sequentials.append(block.residual)
-        if isinstance(block.shortcut, nn.Sequential):
-            sequentials.append(block.shortcut)
-        elif not isinstance(block.shortcut, nn.Identity):
-            raise BackboneError(
-                f"TransTailor supports Identity or Sequential shortcuts; block {index} of "
-                f"{network.arch!r} has {type(block.shortcut).__name__}; use a ResNet backbone"
-            )
     return sequentials
 
 
@@ -76,14 +67,6 @@ def attach_scales(network: BlockNetwork) -> list[ChannelScale]:
                 scale = ChannelScale(module.num_features).to(module.weight.device, module.weight.dtype)
                 modules.append(scale)
         _refill(sequential, modules)
-    gated = {id(m) for s in _gated_sequentials(network) for m in s if isinstance(m, nn.BatchNorm2d)}
-    stray = [name for name, m in network.named_modules()
-             if isinstance(m, nn.BatchNorm2d) and id(m) not in gated]
-    if stray:
-        raise BackboneError(
-            f"TransTailor found BatchNorms of {network.arch!r} outside the stem/residual/shortcut "
-            f"Sequentials ({stray[:3]}); they would get no scaling factor; use a ResNet backbone"
-        )
     return scales_of(network)
 
 

@@ -28,10 +28,12 @@ def layer_widths(network: nn.Module) -> dict[str, list[int]]:
 
 def _resized(module: nn.Module, width: list[int]) -> nn.Module:
     if isinstance(module, nn.Conv2d):
-        if module.groups != 1:
-            raise ExportError("grouped convolutions cannot be rebuilt from widths yet")
+        depthwise = module.groups == module.in_channels == module.out_channels
+        if module.groups != 1 and not depthwise:
+            raise ExportError(f"a conv with groups={module.groups} cannot be rebuilt from its widths")
         return nn.Conv2d(width[1], width[0], module.kernel_size, stride=module.stride,
-                         padding=module.padding, dilation=module.dilation, bias=module.bias is not None)
+                         padding=module.padding, dilation=module.dilation,
+                         groups=width[0] if depthwise else 1, bias=module.bias is not None)
     if isinstance(module, nn.BatchNorm2d):
         return nn.BatchNorm2d(width[0], eps=module.eps, momentum=module.momentum)
     return nn.Linear(width[1], width[0], bias=module.bias is not None)

@@ -47,14 +47,23 @@ class _ChannelScalePruner(BasePruningFunc):
 
 @dataclass
 class ChannelGroup:
-    """Channels coupled across layers: removing root channel k removes it from every member."""
+    """Channels coupled across layers: removing root channel k removes it from every member.
+
+    Layers are listed with how many of their input/output units one root channel spans (a
+    linear layer after a flatten of an H x W map loses H*W inputs per channel). A group with no
+    scaling factor (the squeeze channels inside a squeeze-excitation) has no importance and is
+    never pruned."""
 
     root: nn.Conv2d
     name: str
     channels: int
-    out_layers: list[nn.Module]   # layers losing an output channel (convs)
-    in_layers: list[nn.Module]    # layers losing an input channel (next convs, the classifier)
+    out_layers: list[tuple[nn.Module, int]]   # layers losing output channels (convs, depthwise too)
+    in_layers: list[tuple[nn.Module, int]]    # layers losing inputs (next convs, linear layers)
     scale_idxs: list[tuple[int, list[int]]]  # (scale position, its channel for each root channel)
+
+    @property
+    def prunable(self) -> bool:
+        return bool(self.scale_idxs)
 
 
 @dataclass
@@ -94,25 +103,30 @@ def dependency_graph(network: BlockNetwork, *, image_size: int) -> tp.Dependency
             )
 
 
+def _is_depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups == conv.in_channels == conv.out_channels
+
+
 def channel_groups(network: BlockNetwork, dg: tp.DependencyGraph,
                    scales: Sequence[ChannelScale]) -> list[ChannelGroup]:
-    """Every prunable group, rooted at the first conv (module order) whose outputs it holds."""
+    """Every coupled group, rooted at the first dense conv (module order) whose outputs it holds."""
     names = {m: n for n, m in network.named_modules()}
     position = {id(s): i for i, s in enumerate(scales)}
     groups: list[ChannelGroup] = []
     visited: set[int] = set()
     for conv in [m for m in network.modules() if isinstance(m, nn.Conv2d)]:
-        if conv.groups != 1:
+        if conv.groups != 1 and not _is_depthwise(conv):
             raise BackboneError(
-                f"TransTailor's pruning supports dense convolutions only; {names[conv]} of "
-                f"{network.arch!r} has groups={conv.groups}; use a ResNet backbone"
+                f"TransTailor's pruning supports dense and depthwise convolutions; {names[conv]} of "
+                f"{network.arch!r} has groups={conv.groups} of {conv.in_channels} channels"
             )
-        if id(conv) in visited:
-            continue
+        if id(conv) in visited or _is_depthwise(conv):
+            continue  # a depthwise conv is always pruned with the conv that feeds it
         group = dg.get_pruning_group(conv, tp.prune_conv_out_channels, list(range(conv.out_channels)))
         entry = ChannelGroup(conv, names[conv], conv.out_channels, [], [], [])
         for dep, idxs in group:
             module, is_out = dep.target.module, dg.is_out_channel_pruning_fn(dep.handler)
+            units = len(idxs) // conv.out_channels
             if isinstance(module, ChannelScale) and id(module) in position:
                 if all(position[id(module)] != p for p, _ in entry.scale_idxs):
                     entry.scale_idxs.append((position[id(module)], [int(i) for i in idxs]))
@@ -120,7 +134,7 @@ def channel_groups(network: BlockNetwork, dg: tp.DependencyGraph,
                 raise BackboneError(f"{network.arch!r}: conv {names[conv]} is coupled to the "
                                     "classifier's outputs; this structure cannot be pruned")
             elif isinstance(module, (nn.Conv2d, nn.Linear)):
-                (entry.out_layers if is_out else entry.in_layers).append(module)
+                (entry.out_layers if is_out else entry.in_layers).append((module, units))
                 if is_out:
                     visited.add(id(module))
         groups.append(entry)
@@ -170,20 +184,25 @@ def select_channels(
 ) -> tuple[dict[int, list[int]], int]:
     """Lowest-ranked channels first (score = summed beta; ties: group order, then channel
     index) until ``macs_budget`` MACs are removed (the channel crossing it is included) or
-    ``filters`` channels are taken. A group always keeps one channel. Returns
-    ({group position: channel idxs}, predicted MACs removed)."""
+    ``filters`` channels are taken. A group always keeps one channel; groups without a
+    scaling factor are never taken. Returns ({group position: channel idxs}, predicted MACs
+    removed)."""
     if (macs_budget is None) == (filters is None):
         raise ValueError("pass exactly one of macs_budget and filters")
     candidates = []
     for g, group in enumerate(groups):
+        if not group.prunable:
+            continue
         score = torch.zeros(group.channels, dtype=torch.float64)
         for position, idxs in group.scale_idxs:
             score += betas[position].detach().double().cpu()[idxs]
         candidates += [(float(score[k]), g, k) for k in range(group.channels)]
     candidates.sort()
-    # MACs of a dense layer are coef * C_in * C_out, so each removal's saving is exact.
+    # A dense layer costs coef * C_in * C_out MACs and a depthwise one coef * C, so the saving
+    # of each removal is exact.
     size = {m: list(_in_out(m)) for m in macs}
-    coef = {m: macs[m] / (size[m][0] * size[m][1]) for m in macs}
+    depthwise = {m for m in macs if isinstance(m, nn.Conv2d) and _is_depthwise(m)}
+    coef = {m: macs[m] / (size[m][1] if m in depthwise else size[m][0] * size[m][1]) for m in macs}
     left = [group.channels for group in groups]
     chosen: dict[int, list[int]] = {}
     removed = 0
@@ -196,12 +215,12 @@ def select_channels(
             continue
         left[g] -= 1
         chosen.setdefault(g, []).append(k)
-        for layer in groups[g].out_layers:
-            removed += round(coef[layer] * size[layer][0])
-            size[layer][1] -= 1
-        for layer in groups[g].in_layers:
-            removed += round(coef[layer] * size[layer][1])
-            size[layer][0] -= 1
+        for layer, units in groups[g].out_layers:
+            removed += round(coef[layer] * units * (1 if layer in depthwise else size[layer][0]))
+            size[layer][1] -= units
+        for layer, units in groups[g].in_layers:
+            removed += round(coef[layer] * units * size[layer][1])
+            size[layer][0] -= units
     return {g: sorted(idxs) for g, idxs in chosen.items()}, removed
 
 
