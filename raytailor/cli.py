@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="copy a run's or a search trial's model to MODEL_DIR")
     export.add_argument("run_dir")
-    export.add_argument("--trial", default="leanest", help="trial id or 'leanest' (search outputs)")
+    export.add_argument("--trial", default="leanest",
+                        help="a search: a trial_id from trials.parquet (TransTailor sub-models are ID-itK) or "
+                             "'leanest' (default); a tailor run: 'leanest' (the chosen model) or itK (a kept "
+                             "TransTailor sub-model)")
     export.add_argument("--out", required=True)
 
     evaluate = commands.add_parser("evaluate", help="accuracy of an exported model on a spec's split")

@@ -6,13 +6,16 @@ from pathlib import Path
 
 from raytailor.errors import ExportError
 from raytailor.export import read_architecture
+from raytailor.run import submodel_dir
 
 
 def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None]:
-    """(model folder with architecture.json + weights.safetensors, its result.json if any)."""
+    """(model folder with architecture.json + weights.safetensors, its result.json if any).
+
+    ``trial``: for a search, a row's trial_id (a TransTailor sub-model is ``<trial>-it<k>``) or
+    ``leanest``; for a tailor run, ``leanest`` (the chosen model) or ``it<k>`` (a kept sub-model)."""
     if (run_dir / "result.json").is_file() and (run_dir / "model").is_dir():  # a `tailor` run
-        read_architecture(run_dir / "model")
-        return run_dir / "model", run_dir / "result.json"
+        return _tailor_run_model(run_dir, trial)
     if not (run_dir / "trials.parquet").is_file():
         raise ExportError(f"{str(run_dir)!r} is neither a tailor run (result.json) nor a search (trials.parquet)")
     from raytailor.pareto import leanest, read_trials_table
@@ -23,12 +26,35 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
         if best is None:
             raise ExportError(f"no trial in {run_dir} met the accuracy target; pass --trial ID")
         trial = best["trial_id"]
-    elif trial not in {r["trial_id"] for r in rows}:
+    by_id = {r["trial_id"]: r for r in rows}
+    if trial not in by_id:
         raise ExportError(f"trial {trial!r} is not in {run_dir}/trials.parquet; see its trial_id column")
     if (run_dir / "models" / trial / "architecture.json").is_file():
         result = run_dir / "models" / trial / "result.json"
         return run_dir / "models" / trial, result if result.is_file() else None
-    checkpoints = sorted(run_dir.glob(f"trials/*{trial}*/checkpoint_*"))
+    row = by_id[trial]
+    tune_trial, inside = trial, Path(".")
+    if row.get("submodel") is not None:
+        tune_trial = trial.removesuffix(f"-it{row['submodel']}")
+        inside = Path(".") if row.get("chosen") else submodel_dir(Path("."), row["submodel"])
+    checkpoints = sorted(run_dir.glob(f"trials/*{tune_trial}*/checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / "model").is_dir():
         raise ExportError(f"trial {trial!r} finished without a model (it failed); pick another trial")
-    return checkpoints[-1] / "model", checkpoints[-1] / "result.json"
+    folder = checkpoints[-1] / inside
+    if not (folder / "model").is_dir():
+        raise ExportError(f"sub-model {trial!r} was not kept: a later sub-model of its trial is at least as "
+                          "accurate and cheaper; export that one")
+    return folder / "model", folder / "result.json"
+
+
+def _tailor_run_model(run_dir: Path, which: str) -> tuple[Path, Path]:
+    if which == "leanest":
+        read_architecture(run_dir / "model")
+        return run_dir / "model", run_dir / "result.json"
+    kept = sorted(p.name for p in (run_dir / "submodels").glob("it*"))
+    folder = run_dir / "submodels" / which
+    if which not in kept:
+        raise ExportError(f"{which!r} is not a kept sub-model of {run_dir} (kept: {', '.join(kept) or 'none'}, "
+                          "or leanest for the chosen model)")
+    read_architecture(folder / "model")
+    return folder / "model", folder / "result.json"

@@ -1,8 +1,11 @@
 """Pareto fronts of a search: which trials are worth keeping, the trials table, and its plot.
 
-A search writes one row per trial (a plain dict): ``trial_id``, ``status``, one key per sampled
-hyper-parameter, ``val_accuracy`` / ``test_accuracy`` (percent), ``params``, ``macs``,
-``task_params`` and ``feasible``. Model selection only ever looks at ``val_accuracy``: the
+A search writes one row per model (a plain dict): ``trial_id``, ``status``, ``submodel``,
+``chosen``, one key per sampled hyper-parameter, ``val_accuracy`` / ``test_accuracy``
+(percent), ``params``, ``macs``, ``task_params`` and ``feasible``. A NetTailor trial gives one
+row (``submodel`` null); a TransTailor trial gives one row per sub-model of its chain, with
+``trial_id`` ``<trial>-it<k>`` and ``chosen`` marking the sub-model the trial reported to the
+searcher, so the front is drawn over every sub-model, not only the chosen ones. Model selection only ever looks at ``val_accuracy``: the
 objective "accuracy" always means validation accuracy, never test accuracy, so the test split
 stays an unbiased estimate of the chosen model.
 
@@ -45,6 +48,7 @@ AXIS_LABELS = {
 }
 
 LEADING_COLUMNS = ("trial_id", "status")
+MODEL_COLUMNS = (("submodel", "int"), ("chosen", "bool"))  # absent from tables of older versions
 METRIC_COLUMNS = (
     ("val_accuracy", "float"),
     ("test_accuracy", "float"),
@@ -54,7 +58,7 @@ METRIC_COLUMNS = (
     ("feasible", "bool"),
     ("on_front", "bool"),
 )
-RESERVED_COLUMNS = frozenset(LEADING_COLUMNS) | {name for name, _ in METRIC_COLUMNS}
+RESERVED_COLUMNS = frozenset(LEADING_COLUMNS) | {name for name, _ in (*MODEL_COLUMNS, *METRIC_COLUMNS)}
 HYPERPARAMETER_TYPES = ("float", "int", "str", "bool")
 
 _BLOCK = 512  # rows per block in non_dominated: bounds memory to _BLOCK * n * m booleans
@@ -103,6 +107,11 @@ def non_dominated(points: np.ndarray, senses: Sequence[str]) -> np.ndarray:
     mask = np.zeros(len(points), dtype=bool)
     mask[valid] = ~dominated
     return mask
+
+
+def submodel_id(trial_id: str, iteration: int) -> str:
+    """The row id of sub-model ``iteration`` of a TransTailor trial."""
+    return f"{trial_id}-it{iteration}"
 
 
 def objective_columns(objectives: Sequence[str]) -> list[tuple[str, str]]:
@@ -242,6 +251,7 @@ def trials_schema(hyperparameters: dict[str, str], metadata: dict[str, str] | No
     import pyarrow as pa
 
     fields = [pa.field(name, pa.string()) for name in LEADING_COLUMNS]
+    fields += [pa.field(name, _arrow_type(kind)) for name, kind in MODEL_COLUMNS]
     for name, kind in hyperparameters.items():
         if name in RESERVED_COLUMNS:
             raise RaytailorError(
@@ -275,7 +285,8 @@ def write_trials_table(
     import pyarrow.parquet as pq
 
     schema = trials_schema(hyperparameters, metadata)
-    kinds = {name: "str" for name in LEADING_COLUMNS} | dict(hyperparameters) | dict(METRIC_COLUMNS)
+    kinds = ({name: "str" for name in LEADING_COLUMNS} | dict(MODEL_COLUMNS) | dict(hyperparameters)
+             | dict(METRIC_COLUMNS))
     columns: dict[str, list] = {name: [] for name in schema.names}
     for row in rows:
         trial_id = row.get("trial_id")
@@ -362,6 +373,7 @@ def combine_tables(paths: Sequence[str | os.PathLike]) -> list[dict]:
                 )
             seen[row["trial_id"]] = 1
             out = {"trial_id": row["trial_id"], "status": row.get("status")}
+            out.update({name: row.get(name) for name, _ in MODEL_COLUMNS})
             out.update({name: row.get(name) for name in hp_names})
             out.update({name: row.get(name) for name, _ in METRIC_COLUMNS})
             combined.append(out)

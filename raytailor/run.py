@@ -110,6 +110,8 @@ class TailoredRun:
     metrics: dict[str, Any]
     architecture: dict[str, Any]
     hyperparameters: dict[str, Any]
+    # TransTailor: the other sub-models worth keeping (see _transtailor), saved beside the model
+    submodels: list[TailoredRun] = dataclasses.field(default_factory=list)
 
 
 def run_method(
@@ -124,12 +126,17 @@ def run_method(
     torch.manual_seed(spec.data.seed)
     loaders = {"train_loader": prepared.loader("train", batch_size=config.batch_size, train=True),
                "val_loader": prepared.loader("val", batch_size=256), "on_epoch": on_epoch, "verbose": verbose}
-    tailor_with = _nettailor if spec.method == "nettailor" else _transtailor
-    model, task_modules, details, architecture = tailor_with(prepared, teacher, config, loaders)
+    if spec.method == "transtailor":
+        return _transtailor(prepared, config, loaders)
+    model, task_modules, details, architecture = _nettailor(prepared, teacher, config, loaders)
     metrics = {**model_metrics(prepared, model, task_modules), **details}
-    architecture = {"method": spec.method, "arch": spec.backbone.arch, "num_classes": prepared.splits.num_classes,
-                    "input": input_description(prepared), **architecture}
-    return TailoredRun(model, metrics, architecture, dataclasses.asdict(config))
+    return TailoredRun(model, metrics, _architecture(prepared, architecture), dataclasses.asdict(config))
+
+
+def _architecture(prepared: Prepared, specific: dict[str, Any]) -> dict[str, Any]:
+    spec = prepared.spec
+    return {"method": spec.method, "arch": spec.backbone.arch, "num_classes": prepared.splits.num_classes,
+            "input": input_description(prepared), **specific}
 
 
 def _nettailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: dict) -> tuple:
@@ -146,26 +153,55 @@ def _nettailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: 
     return model, model.task_modules(), details, {"paths": [p.to_list() for p in model.paths]}
 
 
-def _transtailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: dict) -> tuple:
-    """Filter pruning needs no distillation teacher; the teacher stays the accuracy reference."""
+def _transtailor(prepared: Prepared, config: Any, loaders: dict) -> TailoredRun:
+    """Filter pruning needs no distillation teacher; the teacher stays the accuracy reference.
+
+    Every sub-model of the chain (W*, then one per iteration, the one tau rejected included) is
+    measured like the chosen one, and listed in ``metrics["chain"]``. Besides the chosen one,
+    the sub-models no later sub-model of the same chain dominates on the spec's objectives are
+    kept as ``submodels`` (a dominated one can never reach a search's Pareto front)."""
+    from raytailor.pareto import mark_front
     from raytailor.transtailor.pipeline import run_transtailor
     from raytailor.transtailor.rebuild import layer_widths
 
     outcome = run_transtailor(prepared.pretrained, config=config, image_size=prepared.spec.data.image_size,
                               **loaders)
-    details = {"iterations": len(outcome.chain) - 1, "chosen_iteration": outcome.chosen_iteration,
-               "stop_reason": outcome.stop_reason, "chain": outcome.chain}
-    # every weight was fine-tuned and every layer may be narrower: the whole model is the task's
-    return outcome.model, [outcome.model], details, {"widths": layer_widths(outcome.model)}
+    hyperparameters = dataclasses.asdict(config)
+    runs = []
+    for record, module in zip(outcome.chain, outcome.submodels):
+        module = module.to(prepared.device)
+        # every weight was fine-tuned and every layer may be narrower: the whole model is the task's
+        metrics = {**model_metrics(prepared, module, [module]), "submodel": record["iteration"],
+                   "accepted": record["accepted"], "filters_removed": record["filters_removed"]}
+        module.cpu()  # one sub-model at a time on the accelerator
+        runs.append(TailoredRun(module, metrics, _architecture(prepared, {"widths": layer_widths(module)}),
+                                hyperparameters))
+    rows = mark_front([{**r.metrics, "status": "TERMINATED", "feasible": True} for r in runs],
+                      prepared.spec.objectives)
+    chosen = runs[outcome.chosen_iteration]
+    chain = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
+    chosen.metrics |= {"iterations": len(outcome.chain) - 1, "chosen_iteration": outcome.chosen_iteration,
+                       "stop_reason": outcome.stop_reason, "chain": chain}
+    chosen.submodels = [r for r, record in zip(runs, chain) if record["kept"] and r is not chosen]
+    chosen.model.to(prepared.device)
+    return chosen
+
+
+def submodel_dir(run_dir: Path, iteration: int) -> Path:
+    """Where ``save_run`` puts TransTailor sub-model ``iteration`` (a run folder of its own)."""
+    return run_dir / "submodels" / f"it{iteration}"
 
 
 def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:
-    """Write ``out_dir/model`` and ``out_dir/result.json``; return the result."""
+    """Write ``out_dir/model`` and ``out_dir/result.json`` (and each kept sub-model as
+    ``out_dir/submodels/it<k>/`` with the same layout); return the result."""
     from raytailor.export import save_tailored
 
     save_tailored(run.model, out_dir / "model", architecture=run.architecture)
     result = {**run.metrics, "hyperparameters": run.hyperparameters, **extra}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    for sub in run.submodels:
+        save_run(sub, submodel_dir(out_dir, sub.metrics["submodel"]))
     return result
 
 

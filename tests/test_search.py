@@ -181,3 +181,52 @@ def test_bad_search_input_is_one_line_exit_2(tmp_path, env):
     assert done.returncode == 2 and "max_drop must be >= 0" in done.stderr
     done = _cli("resume", str(tmp_path / "nothing"), env=env, timeout=120)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+TINY_TRANSTAILOR = {
+    **TINY, "name": "tiny-transtailor-search", "method": "transtailor",
+    "search": {**TINY["search"], "trials": 2},
+    "space": {"prune_fraction": {"low": 0.1, "high": 0.3, "default": 0.2}},
+    "fixed": {"tau": 100.0, "max_iterations": 2, "classifier_epochs": 1, "factor_epochs": 1,
+              "finetune_epochs": 1, "batch_size": 32},
+}
+
+
+@pytest.mark.slow
+def test_transtailor_search_puts_every_submodel_on_the_table(tmp_path, env):
+    """Each trial's whole chain (W*, it1, it2) is a row; the front and its exported models are
+    drawn from all of them, and a kept sub-model that was not chosen exports by its id."""
+    spec = tmp_path / "tt.yaml"
+    spec.write_text(yaml.safe_dump(TINY_TRANSTAILOR))
+    out = tmp_path / "search"
+    with open(tmp_path / "search.log", "w+") as log:
+        done = subprocess.run([sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, timeout=600)
+        assert done.returncode == 0, log_text(log)
+    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    assert len(rows) == 6 and [r["submodel"] for r in rows] == [0, 1, 2, 0, 1, 2]
+    assert sum(r["chosen"] for r in rows) == 2 and all(r["chosen"] == (r["submodel"] == 2) for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == summary["completed"] == 2 and summary["models"] == 6
+    w_star = [r for r in rows if r["submodel"] == 0]
+    assert all(r["macs"] == w_star[0]["macs"] for r in w_star)  # W* is the unpruned network
+    front = pq.read_table(out / "pareto.parquet").to_pylist()
+    assert front and {r["trial_id"] for r in front} <= {r["trial_id"] for r in rows}
+    for row in front:
+        model = raytailor.load_tailored(out / "models" / row["trial_id"])
+        assert count_params(model) == row["params"]
+        result = json.loads((out / "models" / row["trial_id"] / "result.json").read_text())
+        assert result["submodel"] == row["submodel"] and result["macs"] == row["macs"]
+    # a sub-model the trial did not choose but kept (here W*, unless a pruned one beat it) exports
+    kept_unchosen = [r for r in rows if not r["chosen"] and not any(
+        o["val_accuracy"] >= r["val_accuracy"] for o in rows
+        if o["trial_id"].rsplit("-it", 1)[0] == r["trial_id"].rsplit("-it", 1)[0] and o["submodel"] > r["submodel"])]
+    for row in kept_unchosen:  # from models/ if on the front, else from the trial's checkpoint
+        target = tmp_path / row["trial_id"]
+        exported = _cli("export", str(out), "--trial", row["trial_id"], "--out", str(target), env=env)
+        assert exported.returncode == 0, exported.stderr
+        assert count_params(raytailor.load_tailored(target)) == row["params"]
+    dropped = [r for r in rows if r not in kept_unchosen and not r["chosen"]]
+    for row in dropped[:1]:  # dominated within its own chain: never saved, said plainly
+        exported = _cli("export", str(out), "--trial", row["trial_id"], "--out", str(tmp_path / "x"), env=env)
+        assert exported.returncode == 2 and "was not kept" in exported.stderr

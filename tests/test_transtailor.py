@@ -262,9 +262,22 @@ def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
     assert main(["tailor", str(path), "--out", str(out), "--set", "tau=100"]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["hyperparameters"]["tau"] == 100.0 and result["iterations"] == 2
-    assert [r["iteration"] for r in result["chain"]] == [0, 1, 2]
+    assert [r["submodel"] for r in result["chain"]] == [0, 1, 2]
     assert result["chain"][2]["macs"] < result["chain"][1]["macs"] < result["chain"][0]["macs"]
-    assert result["macs"] == result["chain"][result["chosen_iteration"]]["macs"]
+    chosen = result["chain"][result["chosen_iteration"]]
+    assert {k: chosen[k] for k in ("macs", "params", "val_accuracy", "test_accuracy")} == {
+        k: result[k] for k in ("macs", "params", "val_accuracy", "test_accuracy")}
+    # every sub-model no later one dominates is saved beside the chosen one, and is what it says
+    for record in result["chain"]:
+        later = [r for r in result["chain"] if r["submodel"] > record["submodel"]]
+        dominated = any(r["val_accuracy"] >= record["val_accuracy"] for r in later)
+        assert record["kept"] == (not dominated or record is chosen)
+        folder = out / "submodels" / f"it{record['submodel']}"
+        assert folder.is_dir() == (record["kept"] and record is not chosen)
+        if folder.is_dir():
+            sub = raytailor.load_tailored(folder / "model")
+            assert (count_params(sub), image_macs(sub, 16)) == (record["params"], record["macs"])
+            assert main(["export", str(out), "--trial", folder.name, "--out", str(tmp_path / folder.name)]) == 0
     assert result["macs"] < result["teacher"]["macs"] and result["params"] < result["teacher"]["params"]
 
     model = raytailor.load_tailored(out / "model")

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raytailor.pareto import leanest, mark_front, plot_front, write_trials_table
+from raytailor.pareto import leanest, mark_front, plot_front, submodel_id, write_trials_table
+from raytailor.run import submodel_dir
 from raytailor.search.space import is_integer_range
 from raytailor.spec import Spec
 
@@ -32,7 +33,7 @@ def trial_row(trial_id: str, config: dict, metrics: dict | None, error: bool, sp
     metrics = metrics or {}
     done = bool(metrics.get("done")) and not error
     status = "TERMINATED" if done else "ERROR" if error else "INTERRUPTED"
-    row = {"trial_id": trial_id, "status": status}
+    row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done}
     row |= {name: config.get(name) for name in spec.space}
     for key in METRICS:
         value = metrics.get(key) if done else None
@@ -41,15 +42,39 @@ def trial_row(trial_id: str, config: dict, metrics: dict | None, error: bool, sp
     return row
 
 
-def rows_from_results(results: Any, spec: Spec) -> tuple[list[dict], dict[str, Path]]:
-    """Rows and {trial_id: checkpoint folder} from a Ray ``ResultGrid``."""
-    rows, checkpoints = [], {}
+def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple[list[dict], dict[str, tuple]]:
+    """Rows and {row id: (checkpoint, folder inside it)} from a Ray ``ResultGrid``.
+
+    A finished TransTailor trial contributes one row per sub-model of its chain (read from the
+    checkpoint's result.json); only the sub-models it kept have weights to export."""
+    by_trial, checkpoints = {}, {}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        rows.append(trial_row(trial_id, result.config or {}, result.metrics, result.error is not None, spec))
-        if result.checkpoint is not None and rows[-1]["status"] == "TERMINATED":
-            checkpoints[trial_id] = result.checkpoint
-    return sorted(rows, key=lambda r: r["trial_id"]), checkpoints
+        row = trial_row(trial_id, result.config or {}, result.metrics, result.error is not None, spec)
+        chain = _chain(result.checkpoint) if row["status"] == "TERMINATED" and result.checkpoint else None
+        rows = by_trial[trial_id] = []
+        if chain is None:
+            rows.append(row)
+            if result.checkpoint is not None and row["status"] == "TERMINATED":
+                checkpoints[trial_id] = (result.checkpoint, ".")
+            continue
+        chosen = result.metrics.get("chosen_iteration")
+        for record in chain:
+            k = record["submodel"]
+            sub = {**row, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
+                   "submodel": k, "chosen": k == chosen,
+                   "feasible": math.isfinite(record["val_accuracy"]) and record["val_accuracy"] >= accuracy_target}
+            rows.append(sub)
+            if record.get("kept"):
+                checkpoints[sub["trial_id"]] = (result.checkpoint, "." if k == chosen else
+                                                str(submodel_dir(Path("."), k)))
+    return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
+
+
+def _chain(checkpoint: Any) -> list[dict] | None:
+    with checkpoint.as_directory() as folder:
+        result = Path(folder) / "result.json"
+        return json.loads(result.read_text()).get("chain") if result.is_file() else None
 
 
 def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
@@ -61,23 +86,25 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     front = [r for r in rows if r["on_front"]]
     write_trials_table(front, out_dir / "pareto.parquet", hyperparameters=types, metadata=metadata)
     plot_front(rows, out_dir / "pareto.png", objectives=spec.objectives, teacher=teacher,
-               max_drop=spec.target.max_drop, title=f"{spec.name}: {len(rows)} trials")
+               max_drop=spec.target.max_drop, title=f"{spec.name}: {len(rows)} models")
     models = out_dir / "models"
     for row in front:
-        checkpoint = checkpoints.get(row["trial_id"])
-        if checkpoint is None:
+        if row["trial_id"] not in checkpoints:
             continue
+        checkpoint, inside = checkpoints[row["trial_id"]]
         target = models / row["trial_id"]
         if target.exists():
             shutil.rmtree(target)
         with checkpoint.as_directory() as folder:
-            shutil.copytree(Path(folder) / "model", target)
-            shutil.copy(Path(folder) / "result.json", target / "result.json")
+            shutil.copytree(Path(folder) / inside / "model", target)
+            shutil.copy(Path(folder) / inside / "result.json", target / "result.json")
     cost = next((o for o in spec.objectives if o != "accuracy"), "macs")
     best = leanest(rows, cost=cost)
-    summary = {"trials": len(rows), "requested": spec.search.trials,
-               "completed": sum(r["status"] == "TERMINATED" for r in rows),
-               "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR") for r in rows),
+    trials = [r for r in rows if r["chosen"] or r["status"] != "TERMINATED"]  # one row per trial
+    summary = {"trials": len(trials), "requested": spec.search.trials,
+               "completed": sum(r["status"] == "TERMINATED" for r in trials),
+               "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR") for r in trials),
+               "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
                "teacher": teacher}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -89,7 +116,9 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
 def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
     teacher, best = summary["teacher"], summary["leanest"]
     lines = [
-        f"[search] {summary['completed']}/{summary['trials']} trials completed, {summary['feasible']} feasible "
+        f"[search] {summary['completed']}/{summary['trials']} trials completed"
+        + (f" ({summary['models']} sub-models)" if summary["models"] != summary["completed"] else "")
+        + f", {summary['feasible']} feasible "
         f"(val accuracy >= teacher {teacher['val_accuracy']:.2f}% - {spec.target.max_drop} pts), "
         f"{summary['front']} on the front",
     ]

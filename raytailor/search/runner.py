@@ -148,7 +148,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
 
 
 def _finish(out_dir: Path, spec: Spec, results: Any, shared: Any, verbose: bool) -> dict | None:
-    rows, checkpoints = rows_from_results(results, spec)
+    rows, checkpoints = rows_from_results(results, spec, shared.accuracy_target)
     return write_outputs(out_dir, rows, checkpoints, spec, shared.teacher_metrics, _metadata(spec), verbose)
 
 

@@ -29,6 +29,7 @@ from raytailor.transtailor.surgery import prune_lowest
 class TransTailorOutcome:
     model: BlockNetwork              # the chosen sub-model W_o (plain BlockNetwork, eval mode)
     chain: list[dict] = field(default_factory=list)  # W*, then one record per sub-model
+    submodels: list[BlockNetwork] = field(default_factory=list)  # aligned with chain, on the CPU
     chosen_iteration: int = 0        # 0: W* itself
     stopped_at: int | None = None    # iteration whose drop exceeded tau, None if none did
     stop_reason: str = "max_iterations"  # "tau", "max_iterations" or "exhausted"
@@ -63,6 +64,11 @@ def _train(network: BlockNetwork, *, stage: str, epochs: int, optimizer: torch.o
         fit(network, stage=stage, train_loader=train_loader, val_loader=val_loader,
             optimizer=optimizer, epochs=epochs, step_loss=_step_loss(network, frozen_bn=frozen_bn),
             on_epoch=on_epoch, verbose=verbose)
+
+
+def _cpu_copy(network: BlockNetwork) -> BlockNetwork:
+    """A sub-model kept for the search's Pareto export (the CPU spares accelerator memory)."""
+    return copy.deepcopy(network).cpu().eval()
 
 
 def _record(network: BlockNetwork, *, iteration: int, accuracy: float, image_size: int,
@@ -102,6 +108,7 @@ def run_transtailor(
     outcome = TransTailorOutcome(model=copy.deepcopy(network).eval())
     outcome.chain.append(_record(network, iteration=0, accuracy=best, image_size=image_size,
                                  filters_removed=0, accepted=True))
+    outcome.submodels.append(_cpu_copy(network))
     step = {"macs_budget": round(config.prune_fraction * base_macs)} if config.prune_fraction \
         else {"filters": config.prune_filters}
 
@@ -143,6 +150,7 @@ def run_transtailor(
         outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
                                      image_size=image_size, filters_removed=pruned.filters_removed,
                                      accepted=accepted))
+        outcome.submodels.append(_cpu_copy(network))
         if verbose:
             print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (best {best:.2f}%), "
                   f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
