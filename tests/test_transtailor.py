@@ -235,6 +235,49 @@ def test_two_iterations_give_decreasing_macs_and_a_plain_network():
     assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 4)
 
 
+def test_importance_aware_finetuning_keeps_the_trained_factors_fixed(monkeypatch):
+    """Regression guard: during fine-tuning the outputs are scaled by the trained alpha (pruned
+    with their channels), frozen; not by beta (which collapsed accuracy) and not by ones."""
+    from raytailor.transtailor import pipeline
+
+    after_prune, seen = [], {}
+    real_prune, real_train = pipeline.prune_lowest, pipeline._train
+
+    def prune_spy(network, scales, betas, **kwargs):
+        result = real_prune(network, scales, betas, **kwargs)
+        after_prune.append(([s.alpha.detach().clone() for s in scales], result.kept_betas))
+        return result
+
+    def train_spy(network, *, stage, **kwargs):
+        if stage.startswith("finetune_"):
+            before = [(s.alpha.detach().clone(), s.alpha.requires_grad) for s in scales_of(network)]
+            weight = network.classifier.weight.detach().clone()
+            real_train(network, stage=stage, **kwargs)
+            seen[stage] = (before, [s.alpha.detach().clone() for s in scales_of(network)],
+                           not torch.equal(weight, network.classifier.weight))
+        else:
+            real_train(network, stage=stage, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prune_lowest", prune_spy)
+    monkeypatch.setattr(pipeline, "_train", train_spy)
+    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=12)
+    loader = lambda split, shuffle: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
+                                                 shuffle=shuffle)
+    config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=1, classifier_epochs=1,
+                               factor_epochs=2, finetune_epochs=1, factor_lr=0.5, batch_size=16)
+    run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
+                    val_loader=loader(splits.val, False), verbose=False)
+    (trained_alphas, kept_betas), = after_prune
+    before, after, weights_trained = seen["finetune_1"]
+    assert len(before) == len(trained_alphas) > 0
+    assert not all(torch.equal(a, torch.ones_like(a)) for a in trained_alphas)  # alpha was trained
+    for (alpha, trainable), trained, still in zip(before, trained_alphas, after):
+        assert not trainable
+        assert torch.equal(alpha, trained) and torch.equal(still, trained)  # fixed throughout
+    assert not all(torch.allclose(a, b) for a, b in zip(trained_alphas, kept_betas))  # not beta
+    assert weights_trained  # while the weights do train
+
+
 def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
     """`raytailor tailor` with method: transtailor -> a physically smaller export that reloads."""
     import json
@@ -286,3 +329,36 @@ def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out / "model"), "--spec", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["test_accuracy"])
+
+
+def test_pruned_networks_train_on_channels_last_batches():
+    """torch 2.13's oneDNN backward aborted the process ("double free or corruption") on
+    channels_last batches through nets pruned by torch-pruning's MetaPruner. Our loaders emit
+    channels_last, so pruned ResNet-20 and EfficientNet-B0 must train on them; run in a child
+    process so an abort fails this test instead of killing the session."""
+    import subprocess
+    import sys
+
+    script = """
+import torch
+from raytailor.backbones import create_backbone
+from raytailor.transtailor import attach_scales, prune_lowest, remove_scales_by_folding
+for arch in ("resnet20", "efficientnet_b0"):
+    net = create_backbone(arch, num_classes=4)
+    scales = attach_scales(net)
+    betas = [torch.rand(s.alpha.numel()) for s in scales]
+    prune_lowest(net, scales, betas, image_size=32, macs_budget=10**6)
+    remove_scales_by_folding(net)
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    for _ in range(3):
+        x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        loss = torch.nn.functional.cross_entropy(net(x), torch.randint(0, 4, (8,)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
