@@ -66,7 +66,8 @@ def test_gradients_reach_proxies_and_attention_only():
     assert all(p.grad is not None for p in student.attention.values())
 
 
-@pytest.mark.parametrize("arch,image_size,skips", [("resnet20", 32, 3), ("resnet20", 32, 5), ("wrn26", 64, 2)])
+@pytest.mark.parametrize("arch,image_size,skips", [("resnet20", 32, 3), ("resnet20", 32, 5), ("wrn26", 64, 2),
+                                                   ("efficientnet_b0", 32, 2), ("vgg16_bn", 32, 2)])
 def test_compacted_model_equals_pruned_student(arch, image_size, skips):
     student = _student(arch, skips=skips, image_size=image_size)
     _randomise(student, seed=skips)
