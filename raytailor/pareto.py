@@ -61,6 +61,7 @@ METRIC_COLUMNS = (
 RESERVED_COLUMNS = frozenset(LEADING_COLUMNS) | {name for name, _ in (*MODEL_COLUMNS, *METRIC_COLUMNS)}
 HYPERPARAMETER_TYPES = ("float", "int", "str", "bool")
 
+_ZOOM_POINTS = 15.0  # plot: models further below the target than this are drawn at the bottom edge
 _BLOCK = 512  # rows per block in non_dominated: bounds memory to _BLOCK * n * m booleans
 
 
@@ -399,7 +400,8 @@ def plot_front(
     Completed trials are grey (hollow if infeasible), the Pareto front over ``objectives`` is
     highlighted, the accuracy-vs-cost frontier is drawn as a step line, the teacher is a star and
     ``teacher val_accuracy - max_drop`` a dashed target line. The x axis is logarithmic when the
-    costs span more than 10x. Failed trials are counted in the legend but not drawn.
+    costs span more than 10x. Failed trials are counted in the legend but not drawn. Models more
+    than 15 points below the target are drawn at the bottom edge of a zoomed y axis.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -444,7 +446,7 @@ def plot_front(
 
     if feasible:
         ax.scatter(
-            *xy(feasible), s=24, color="0.6", label=f"feasible trial ({len(feasible)})", zorder=2
+            *xy(feasible), s=24, color="0.6", label=f"feasible ({len(feasible)})", zorder=2
         )
     if infeasible:
         ax.scatter(
@@ -453,7 +455,7 @@ def plot_front(
             facecolors="none",
             edgecolors="0.45",
             linewidths=1.0,
-            label=f"infeasible trial ({len(infeasible)})",
+            label=f"infeasible ({len(infeasible)})",
             zorder=2,
         )
     if frontier:
@@ -505,6 +507,15 @@ def plot_front(
             color="0.4",
         )
 
+    ys = [float(r[y_key]) for r in completed]
+    if target is not None and ys and min(ys) < target - _ZOOM_POINTS:
+        # a collapsed model (e.g. the sub-model tau rejected) would squash the interesting band:
+        # zoom to it and mark the models below the axis at its bottom edge
+        bottom = min([y for y in ys if y >= target - _ZOOM_POINTS] + [target]) - 1.0
+        below = [r for r in completed if float(r[y_key]) < bottom]
+        ax.set_ylim(bottom, max(ys + [target]) + 0.5)
+        ax.scatter([float(r[x_key]) for r in below], [bottom] * len(below), marker="v", s=40,
+                   color="0.45", clip_on=False, label=f"below {bottom:.1f}% ({len(below)})", zorder=2)
     if xs and min(xs) > 0 and max(xs) / min(xs) > 10:
         ax.set_xscale("log")
     else:
