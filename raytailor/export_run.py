@@ -6,6 +6,7 @@ from pathlib import Path
 
 from raytailor.errors import ExportError
 from raytailor.export import read_architecture
+from raytailor.pareto import SUBMODELS_FILE, TRIALS_FILE, leanest, model_rows, read_trials_table, submodel_id
 from raytailor.run import submodel_dir
 
 
@@ -16,19 +17,21 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
     ``leanest``; for a tailor run, ``leanest`` (the chosen model) or ``it<k>`` (a kept sub-model)."""
     if (run_dir / "result.json").is_file() and (run_dir / "model").is_dir():  # a `tailor` run
         return _tailor_run_model(run_dir, trial)
-    if not (run_dir / "trials.parquet").is_file():
-        raise ExportError(f"{str(run_dir)!r} is neither a tailor run (result.json) nor a search (trials.parquet)")
-    from raytailor.pareto import leanest, read_trials_table
-
-    rows, _ = read_trials_table(run_dir / "trials.parquet")
+    if not (run_dir / TRIALS_FILE).is_file():
+        raise ExportError(f"{str(run_dir)!r} is neither a tailor run (result.json) nor a search ({TRIALS_FILE})")
+    models = model_rows(run_dir)
     if trial == "leanest":
-        best = leanest(rows, cost="macs")
+        best = leanest(models, cost="macs")
         if best is None:
             raise ExportError(f"no trial in {run_dir} met the accuracy target; pass --trial ID")
         trial = best["trial_id"]
-    by_id = {r["trial_id"]: r for r in rows}
+    by_id = {r["trial_id"]: r for r in models}
+    for row in read_trials_table(run_dir / TRIALS_FILE)[0]:  # a TransTailor trial id: its chosen sub-model
+        if row.get("submodel") is not None and row["trial_id"] == trial:
+            trial = submodel_id(trial, row["submodel"])
     if trial not in by_id:
-        raise ExportError(f"trial {trial!r} is not in {run_dir}/trials.parquet; see its trial_id column")
+        raise ExportError(f"{trial!r} is not a trial or sub-model of {run_dir}; see the trial_id column of "
+                          f"{TRIALS_FILE} / {SUBMODELS_FILE}")
     if (run_dir / "models" / trial / "architecture.json").is_file():
         result = run_dir / "models" / trial / "result.json"
         return run_dir / "models" / trial, result if result.is_file() else None

@@ -1,11 +1,12 @@
 """Pareto fronts of a search: which trials are worth keeping, the trials table, and its plot.
 
-A search writes one row per model (a plain dict): ``trial_id``, ``status``, ``submodel``,
-``chosen``, one key per sampled hyper-parameter, ``val_accuracy`` / ``test_accuracy``
-(percent), ``params``, ``macs``, ``task_params`` and ``feasible``. A NetTailor trial gives one
-row (``submodel`` null); a TransTailor trial gives one row per sub-model of its chain, with
-``trial_id`` ``<trial>-it<k>`` and ``chosen`` marking the sub-model the trial reported to the
-searcher, so the front is drawn over every sub-model, not only the chosen ones. Model selection only ever looks at ``val_accuracy``: the
+A search writes one row per trial (a plain dict) to trials.parquet: ``trial_id``, ``status``,
+``submodel``, ``chosen``, one key per sampled hyper-parameter, ``val_accuracy`` /
+``test_accuracy`` (percent), ``params``, ``macs``, ``task_params`` and ``feasible``. A
+NetTailor trial is one model (``submodel`` null). A TransTailor trial yields a chain of
+sub-models: its trials.parquet row is the sub-model it chose (``submodel`` says which), and
+submodels.parquet holds one row per sub-model, ``trial_id`` ``<trial>-it<k>``. The front is
+drawn over every model (``model_rows``), not only the chosen ones. Model selection only ever looks at ``val_accuracy``: the
 objective "accuracy" always means validation accuracy, never test accuracy, so the test split
 stays an unbiased estimate of the chosen model.
 
@@ -30,6 +31,7 @@ import numpy as np
 from raytailor.errors import ExportError, RaytailorError
 
 TRIALS_FILE = "trials.parquet"
+SUBMODELS_FILE = "submodels.parquet"
 COMPLETED_STATUS = "TERMINATED"
 
 # objective name -> (row key, sense). "accuracy" is validation accuracy, always.
@@ -344,17 +346,31 @@ def read_trials_table(path: str | os.PathLike) -> tuple[list[dict], dict[str, st
     return table.to_pylist(), metadata
 
 
+def model_rows(search_dir: str | os.PathLike) -> list[dict]:
+    """Every model of a search: its TransTailor sub-models (submodels.parquet) and the trials
+    that are a single model (NetTailor trials, failed or unfinished trials)."""
+    search_dir = Path(search_dir)
+    trials, _ = read_trials_table(search_dir / TRIALS_FILE)
+    if not (search_dir / SUBMODELS_FILE).is_file():
+        return trials
+    submodels, _ = read_trials_table(search_dir / SUBMODELS_FILE)
+    return [r for r in trials if r.get("submodel") is None] + submodels
+
+
 def combine_tables(paths: Sequence[str | os.PathLike]) -> list[dict]:
     """Rows of several trials tables as one list, e.g. to draw one front over several searches.
 
     Each ``trial_id`` is prefixed with its file's parent directory name and "/" so ids stay
     unique; hyper-parameter columns are the union over all tables (missing -> None)."""
+    return combine_rows([(Path(p).resolve().parent.name, read_trials_table(p)[0]) for p in paths])
+
+
+def combine_rows(named: Sequence[tuple[str, list[dict]]]) -> list[dict]:
+    """``combine_tables`` for rows already read: (prefix, rows) per search."""
     loaded: list[list[dict]] = []
     hp_names: list[str] = []
-    for p in paths:
-        path = Path(p)
-        rows, _ = read_trials_table(path)
-        prefix = path.resolve().parent.name
+    for prefix, rows in named:
+        rows = [dict(row) for row in rows]
         for row in rows:
             for key in row:
                 if key not in RESERVED_COLUMNS and key not in hp_names:
@@ -547,13 +563,13 @@ def rebuild_front(
     run_dirs: Sequence[str | os.PathLike], *, objectives: Sequence[str],
     out: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
 ) -> list[dict]:
-    """The front over the trials of one or more search folders (``raytailor pareto``)."""
+    """The front over the models of one or more search folders (``raytailor pareto``)."""
     objective_columns(objectives)  # validates the names
     tables = [Path(d) / TRIALS_FILE for d in run_dirs]
     for table in tables:
         if not table.is_file():
             raise ExportError(f"{str(table.parent)!r} is not a search folder ({TRIALS_FILE} is missing)")
-    rows = mark_front(combine_tables(tables), objectives)
+    rows = mark_front(combine_rows([(t.resolve().parent.name, model_rows(t.parent)) for t in tables]), objectives)
     front = [row for row in rows if row["on_front"]]
     if out is not None:
         names = [k for k in rows[0] if k not in RESERVED_COLUMNS] if rows else []
@@ -561,5 +577,5 @@ def rebuild_front(
         write_trials_table(front, out, hyperparameters=kinds,
                            metadata={"sources": ",".join(str(d) for d in run_dirs)})
     if plot is not None:
-        plot_front(rows, plot, objectives=objectives, title=f"{len(rows)} trials from {len(tables)} search(es)")
+        plot_front(rows, plot, objectives=objectives, title=f"{len(rows)} models from {len(tables)} search(es)")
     return front

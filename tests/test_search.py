@@ -203,9 +203,15 @@ def test_transtailor_search_puts_every_submodel_on_the_table(tmp_path, env):
         done = subprocess.run([sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)],
                               stdout=log, stderr=subprocess.STDOUT, env=env, timeout=600)
         assert done.returncode == 0, log_text(log)
-    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    trials = pq.read_table(out / "trials.parquet").to_pylist()  # one row per trial: its chosen sub-model
+    rows = pq.read_table(out / "submodels.parquet").to_pylist()  # one row per sub-model
+    assert len(trials) == 2 and all(t["submodel"] == 2 and t["chosen"] for t in trials)
     assert len(rows) == 6 and [r["submodel"] for r in rows] == [0, 1, 2, 0, 1, 2]
     assert sum(r["chosen"] for r in rows) == 2 and all(r["chosen"] == (r["submodel"] == 2) for r in rows)
+    for trial in trials:
+        chosen = next(r for r in rows if r["trial_id"] == f"{trial['trial_id']}-it2")
+        assert {k: trial[k] for k in ("val_accuracy", "macs", "params", "on_front")} == {
+            k: chosen[k] for k in ("val_accuracy", "macs", "params", "on_front")}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials"] == summary["completed"] == 2 and summary["models"] == 6
     w_star = [r for r in rows if r["submodel"] == 0]
@@ -230,3 +236,11 @@ def test_transtailor_search_puts_every_submodel_on_the_table(tmp_path, env):
     for row in dropped[:1]:  # dominated within its own chain: never saved, said plainly
         exported = _cli("export", str(out), "--trial", row["trial_id"], "--out", str(tmp_path / "x"), env=env)
         assert exported.returncode == 2 and "was not kept" in exported.stderr
+    # a trial id exports the sub-model its trial chose; `pareto` rebuilds the same front
+    exported = _cli("export", str(out), "--trial", trials[0]["trial_id"], "--out", str(tmp_path / "t0"), env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert count_params(raytailor.load_tailored(tmp_path / "t0")) == trials[0]["params"]
+    rebuilt = _cli("pareto", str(out), env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert sorted(json.loads(line)["trial_id"] for line in rebuilt.stdout.splitlines()) == sorted(
+        f"{out.name}/{r['trial_id']}" for r in front)

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raytailor.pareto import leanest, mark_front, plot_front, submodel_id, write_trials_table
+from raytailor.pareto import (
+    SUBMODELS_FILE,
+    TRIALS_FILE,
+    leanest,
+    mark_front,
+    plot_front,
+    submodel_id,
+    write_trials_table,
+)
 from raytailor.run import submodel_dir
 from raytailor.search.space import is_integer_range
 from raytailor.spec import Spec
@@ -62,7 +70,7 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
         for record in chain:
             k = record["submodel"]
             sub = {**row, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
-                   "submodel": k, "chosen": k == chosen,
+                   "submodel": k, "chosen": k == chosen, "trial": trial_id,
                    "feasible": math.isfinite(record["val_accuracy"]) and record["val_accuracy"] >= accuracy_target}
             rows.append(sub)
             if record.get("kept"):
@@ -79,10 +87,17 @@ def _chain(checkpoint: Any) -> list[dict] | None:
 
 def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
                   metadata: dict[str, str], verbose: bool = True) -> dict | None:
-    """trials.parquet, pareto.parquet, pareto.png, models/<trial>/; returns the leanest row."""
+    """trials.parquet (one row per trial), submodels.parquet (TransTailor: one row per
+    sub-model), pareto.parquet + pareto.png + models/<id>/ (the front over every model);
+    returns the leanest row."""
     rows = mark_front(rows, spec.objectives)
     types = hyperparameter_types(spec)
-    write_trials_table(rows, out_dir / "trials.parquet", hyperparameters=types, metadata=metadata)
+    trials = [{**r, "trial_id": r.get("trial", r["trial_id"])} for r in rows
+              if r["chosen"] or r["status"] != "TERMINATED"]
+    write_trials_table(trials, out_dir / TRIALS_FILE, hyperparameters=types, metadata=metadata)
+    submodels = [r for r in rows if r["submodel"] is not None]
+    if submodels:
+        write_trials_table(submodels, out_dir / SUBMODELS_FILE, hyperparameters=types, metadata=metadata)
     front = [r for r in rows if r["on_front"]]
     write_trials_table(front, out_dir / "pareto.parquet", hyperparameters=types, metadata=metadata)
     plot_front(rows, out_dir / "pareto.png", objectives=spec.objectives, teacher=teacher,
@@ -100,7 +115,6 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
             shutil.copy(Path(folder) / inside / "result.json", target / "result.json")
     cost = next((o for o in spec.objectives if o != "accuracy"), "macs")
     best = leanest(rows, cost=cost)
-    trials = [r for r in rows if r["chosen"] or r["status"] != "TERMINATED"]  # one row per trial
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
                "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR") for r in trials),

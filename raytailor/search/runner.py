@@ -2,7 +2,7 @@
 
 Output folder (``--out``): spec.yaml, teacher.json, optuna.journal (the study), trials/ (Ray's
 experiment: one folder per trial with TensorBoard events), trials.parquet, pareto.parquet,
-pareto.png, models/<trial>/, summary.json.
+pareto.png, models/<id>/, summary.json (and submodels.parquet for TransTailor).
 """
 
 from __future__ import annotations
