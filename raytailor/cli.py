@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     tailor.add_argument("--out", help="output directory (default: runs/<name>-<time>)")
     tailor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    describe = commands.add_parser("describe", help="sizes of a backbone and its NetTailor student")
-    describe.add_argument("--method", choices=["nettailor"], default="nettailor")
+    describe = commands.add_parser("describe", help="sizes of a backbone and of what a method trains on it")
+    describe.add_argument("--method", choices=["nettailor", "transtailor"], default="nettailor")
     describe.add_argument("--backbone", required=True)
     describe.add_argument("--num-classes", type=int, required=True)
     describe.add_argument("--image-size", type=int, required=True)

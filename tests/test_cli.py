@@ -10,6 +10,7 @@ import torch_pruning as tp
 import yaml
 
 import raytailor
+from raytailor.backbones import create_backbone
 from raytailor.cli import main
 from raytailor.cost import count_params
 
@@ -80,6 +81,23 @@ def test_describe_resnet34_paper_counts(capsys):
     assert info["task_params"] == 2_750_208 + 5_130 + 61
     assert info["student_params"] == info["backbone_params"] + info["task_params"]
     assert info["student_macs"] > info["backbone_macs"]
+
+
+@pytest.mark.parametrize("arch,groups,factors", [
+    # ResNet-101: stem + 4 stage groups coupled by the additions + 2 inside each of 33 blocks
+    ("resnet101", 1 + 4 + 2 * 33, 52_672),
+    # EfficientNet-B0: stem (with the first depthwise conv), 7 stage outputs, 15 expansions, head
+    ("efficientnet_b0", 1 + 7 + 15 + 1, 21_008),
+])
+def test_describe_transtailor_counts_the_groups_it_can_prune(capsys, arch, groups, factors):
+    assert main(["describe", "--method", "transtailor", "--backbone", arch, "--num-classes", "200",
+                 "--image-size", "64", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    network = create_backbone(arch, num_classes=200)
+    assert info["channel_groups"] == groups and info["scaling_factors"] == factors
+    assert info["student_params"] == info["task_params"] == count_params(network)  # W*: all fine-tuned
+    assert info["backbone_params"] == count_params(network) - (network.classifier.in_features + 1) * 200
+    assert info["proxies"] == 0 and info["hyperparameters"]["tau"] == 0.3
 
 
 def _run_cli(*args, cwd=None):
