@@ -9,6 +9,7 @@ from torch import nn
 
 from raytailor.backbones import create_backbone
 from raytailor.cost import count_params, image_macs
+from raytailor.errors import BackboneError
 from raytailor.export import load_tailored, save_tailored
 from raytailor.nettailor.compaction import compact
 from raytailor.nettailor.graph import Path, dense_paths
@@ -137,3 +138,13 @@ def _hand_count_macs(model: nn.Module, x: torch.Tensor) -> int:
     for h in handles:
         h.remove()
     return total
+
+
+def test_proxies_follow_odd_resolutions_and_refuse_floor_pooling_mismatches():
+    """A padded stride-2 conv rounds up (84 px: 21 -> 11), which proxies match; VGG's pools
+    round down (5 -> 2), which a proxy's max-pool cannot, so that size is refused in one line."""
+    student = _student("resnet18", skips=3, image_size=84)
+    with torch.no_grad():
+        assert student.eval()(torch.randn(1, 3, 84, 84)).shape == (1, 5)
+    with pytest.raises(BackboneError, match="vgg16_bn at 40 px: .* divisible by 16"):
+        _student("vgg16_bn", skips=3, image_size=40)

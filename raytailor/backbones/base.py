@@ -23,6 +23,7 @@ class BlockInfo:
     out_channels: int
     stride: int  # spatial down-sampling from node l-1 to node l (1 or 2)
     resolution: int  # height of node l's feature map
+    in_resolution: int  # height of node l-1's feature map (this block's input)
     params: int
     macs: int
     bottleneck_width: int | None  # inner width of a bottleneck block, None for basic blocks

@@ -78,6 +78,12 @@ def _matching_keys(module: nn.Module, state: dict) -> int:
     return len(state.keys() & module.state_dict().keys())
 
 
+def _stride(before: int, after: int) -> int:
+    """The down-sampling from a ``before``-pixel map to an ``after``-pixel one: a padded strided
+    conv rounds up (25 -> 13 is stride 2), a max-pool rounds down (5 -> 2 is stride 2)."""
+    return next(s for s in range(1, before + 1) if after in (-(-before // s), before // s))
+
+
 def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
     """Channels, stride, resolution, params and MACs of every block at ``image_size``."""
     import torch
@@ -90,7 +96,7 @@ def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
     network.train(was_training)
     infos = []
     for index, block in enumerate(network.blocks, start=1):
-        stride = nodes[index - 1].shape[2] // nodes[index].shape[2]  # conv or pooling
+        stride = _stride(nodes[index - 1].shape[2], nodes[index].shape[2])
         infos.append(
             BlockInfo(
                 index=index,
@@ -98,6 +104,7 @@ def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
                 out_channels=nodes[index].shape[1],
                 stride=stride,
                 resolution=nodes[index].shape[2],
+                in_resolution=nodes[index - 1].shape[2],
                 params=count_params(block),
                 macs=count_macs(block, nodes[index - 1]),
                 bottleneck_width=network.bottleneck_widths[index - 1],

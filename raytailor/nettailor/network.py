@@ -17,11 +17,24 @@ from torch import nn
 from raytailor.backbones.base import BlockNetwork
 from raytailor.backbones.registry import describe_blocks
 from raytailor.cost import count_macs, image_macs
+from raytailor.errors import BackboneError
 from raytailor.nettailor.graph import Path
 from raytailor.nettailor.proxy import Proxy, downsample
 
 BLOCK_LOGIT_INIT = 2.0
 PROXY_LOGIT_INIT = -2.0
+
+
+def _check_proxy_resolution(arch: str, image_size: int, infos: list, src: int, dst: int, stride: int) -> None:
+    """A proxy max-pools with ceil rounding; a backbone that pools with floor rounding (VGG)
+    on an odd map would give it a map of another size than the block it runs beside."""
+    source = infos[src].in_resolution  # node src feeds block src + 1
+    if -(-source // stride) != infos[dst - 1].resolution:
+        total = math.prod(info.stride for info in infos)
+        raise BackboneError(
+            f"{arch} at {image_size} px: node {dst} is {infos[dst - 1].resolution} px but a proxy from node "
+            f"{src} would pool {source} px to {-(-source // stride)} px; use an image size divisible by {total}"
+        )
 
 
 class PathNetwork(nn.Module):
@@ -47,9 +60,10 @@ class PathNetwork(nn.Module):
             if path.kind == "block":
                 self.blocks[path.name] = backbone.blocks[path.dst - 1]
             else:
+                stride = math.prod(strides[path.src + 1 : path.dst + 1])
+                _check_proxy_resolution(backbone.arch, image_size, infos, path.src, path.dst, stride)
                 self.proxies[path.name] = Proxy(
-                    channels[path.src], channels[path.dst],
-                    stride=math.prod(strides[path.src + 1 : path.dst + 1]),
+                    channels[path.src], channels[path.dst], stride=stride,
                     bottleneck_width=infos[path.dst - 1].bottleneck_width,
                 )
         self.block_activation = backbone.block_activation
