@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from raytailor.errors import ExportError
@@ -21,7 +22,7 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
         raise ExportError(f"{str(run_dir)!r} is neither a tailor run (result.json) nor a search ({TRIALS_FILE})")
     models = model_rows(run_dir)
     if trial == "leanest":
-        best = leanest(models, cost="macs")
+        best = leanest(models, cost=_leanest_cost(run_dir))
         if best is None:
             raise ExportError(f"no trial in {run_dir} met the accuracy target; pass --trial ID")
         trial = best["trial_id"]
@@ -50,8 +51,18 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
     return folder / "model", folder / "result.json"
 
 
+def _leanest_cost(run_dir: Path) -> str:
+    """The cost the search itself picked its leanest model by: the spec's first cost objective."""
+    import yaml
+
+    spec = run_dir / "spec.yaml"
+    objectives = (yaml.safe_load(spec.read_text()) or {}).get("objectives", []) if spec.is_file() else []
+    return next((o for o in objectives if o != "accuracy"), "macs")
+
+
 def _tailor_run_model(run_dir: Path, which: str) -> tuple[Path, Path]:
-    if which == "leanest":
+    chosen = json.loads((run_dir / "result.json").read_text()).get("chosen_iteration")
+    if which == "leanest" or (chosen is not None and which == f"it{chosen}"):
         read_architecture(run_dir / "model")
         return run_dir / "model", run_dir / "result.json"
     kept = sorted(p.name for p in (run_dir / "submodels").glob("it*"))

@@ -529,7 +529,8 @@ def plot_front(
         # zoom to it and mark the models below the axis at its bottom edge
         bottom = min([y for y in ys if y >= target - _ZOOM_POINTS] + [target]) - 1.0
         below = [r for r in completed if float(r[y_key]) < bottom]
-        ax.set_ylim(bottom, max(ys + [target]) + 0.5)
+        top = max(ys + [target] + ([float(teacher[y_key])] if teacher is not None else []))
+        ax.set_ylim(bottom, top + 0.5)
         ax.scatter([float(r[x_key]) for r in below], [bottom] * len(below), marker="v", s=40,
                    color="0.45", clip_on=False, label=f"below {bottom:.1f}% ({len(below)})", zorder=2)
     if xs and min(xs) > 0 and max(xs) / min(xs) > 10:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -116,18 +117,19 @@ class TailoredRun:
 
 def run_method(
     prepared: Prepared, teacher: BlockNetwork, values: dict[str, Any], *,
-    on_epoch: EpochCallback | None = None, verbose: bool = True,
+    on_epoch: EpochCallback | None = None, verbose: bool = True, accuracy_target: float | None = None,
 ) -> TailoredRun:
     """Tailor with hyper-parameter ``values``; metrics are counted on the final module.
 
-    ``tailor`` and every search trial run exactly this."""
+    ``tailor`` and every search trial run exactly this. A search passes its
+    ``accuracy_target`` so that TransTailor keeps no sub-model that could never be selected."""
     spec = prepared.spec
     config = spec.method_config(values)
     torch.manual_seed(spec.data.seed)
     loaders = {"train_loader": prepared.loader("train", batch_size=config.batch_size, train=True),
                "val_loader": prepared.loader("val", batch_size=256), "on_epoch": on_epoch, "verbose": verbose}
     if spec.method == "transtailor":
-        return _transtailor(prepared, config, loaders)
+        return _transtailor(prepared, config, loaders, accuracy_target)
     model, task_modules, details, architecture = _nettailor(prepared, teacher, config, loaders)
     metrics = {**model_metrics(prepared, model, task_modules), **details}
     return TailoredRun(model, metrics, _architecture(prepared, architecture), dataclasses.asdict(config))
@@ -153,13 +155,15 @@ def _nettailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: 
     return model, model.task_modules(), details, {"paths": [p.to_list() for p in model.paths]}
 
 
-def _transtailor(prepared: Prepared, config: Any, loaders: dict) -> TailoredRun:
+def _transtailor(prepared: Prepared, config: Any, loaders: dict, accuracy_target: float | None) -> TailoredRun:
     """Filter pruning needs no distillation teacher; the teacher stays the accuracy reference.
 
     Every sub-model of the chain (W*, then one per iteration, the one tau rejected included) is
     measured like the chosen one, and listed in ``metrics["chain"]``. Besides the chosen one,
-    the sub-models no later sub-model of the same chain dominates on the spec's objectives are
-    kept as ``submodels`` (a dominated one can never reach a search's Pareto front)."""
+    ``submodels`` keeps those on the chain's own front over the spec's objectives (no other
+    sub-model of the chain dominates them) that meet ``accuracy_target`` if one is given: a
+    sub-model off that front cannot be on a search's front for those objectives, nor can an
+    infeasible one."""
     from raytailor.pareto import mark_front
     from raytailor.transtailor.pipeline import run_transtailor
     from raytailor.transtailor.rebuild import layer_widths
@@ -176,8 +180,9 @@ def _transtailor(prepared: Prepared, config: Any, loaders: dict) -> TailoredRun:
         module.cpu()  # one sub-model at a time on the accelerator
         runs.append(TailoredRun(module, metrics, _architecture(prepared, {"widths": layer_widths(module)}),
                                 hyperparameters))
-    rows = mark_front([{**r.metrics, "status": "TERMINATED", "feasible": True} for r in runs],
-                      prepared.spec.objectives)
+    rows = mark_front([{**r.metrics, "status": "TERMINATED",
+                        "feasible": accuracy_target is None or r.metrics["val_accuracy"] >= accuracy_target}
+                       for r in runs], prepared.spec.objectives)
     chosen = runs[outcome.chosen_iteration]
     chain = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
     chosen.metrics |= {"iterations": len(outcome.chain) - 1, "chosen_iteration": outcome.chosen_iteration,
@@ -200,6 +205,7 @@ def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:
     save_tailored(run.model, out_dir / "model", architecture=run.architecture)
     result = {**run.metrics, "hyperparameters": run.hyperparameters, **extra}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    shutil.rmtree(out_dir / "submodels", ignore_errors=True)  # none left from an earlier run here
     for sub in run.submodels:
         save_run(sub, submodel_dir(out_dir, sub.metrics["submodel"]))
     return result

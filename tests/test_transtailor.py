@@ -167,6 +167,11 @@ def test_never_removes_the_last_channel():
     assert all(m.out_channels >= 1 for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     assert net.stem[0].out_channels == 1 and result.channels_removed > 0
     assert net(torch.randn(1, 3, SIZE, SIZE)).shape == (1, 4)
+    # a 1-in 1-out dense conv is not depthwise: the next iteration still finds every group
+    remove_scales_by_folding(net)
+    scales = attach_scales(net)
+    again = prune_lowest(net, scales, [torch.ones(s.alpha.numel()) for s in scales], image_size=SIZE, filters=1)
+    assert again.channels_removed == 0  # nothing left to take, and no error
 
 
 class _BnAsAttribute(torch.nn.Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from raytailor.backbones import cifar
@@ -64,7 +65,9 @@ def _create_torchvision(arch: str, *, num_classes: int, weights: str, base_dir: 
         path = resolve_weights_path(weights, base_dir)
         state = read_state_dict(path)
         model = entry.build()
-        if _matching_keys(model, state) > _matching_keys(entry.redescribe(entry.build(), arch), state):
+        with torch.device("meta"):  # key names only: no memory, no initialisation
+            ours = entry.redescribe(entry.build(), arch)
+        if _matching_keys(model, state) > _matching_keys(ours, state):
             load_matching(model, state, source=str(path))  # torchvision's own key names
             network = entry.redescribe(model, arch)
         else:
@@ -86,7 +89,6 @@ def _stride(before: int, after: int) -> int:
 
 def describe_blocks(network: BlockNetwork, image_size: int) -> list[BlockInfo]:
     """Channels, stride, resolution, params and MACs of every block at ``image_size``."""
-    import torch
 
     device = next(network.parameters()).device
     was_training = network.training

@@ -70,7 +70,7 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
         for record in chain:
             k = record["submodel"]
             sub = {**row, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
-                   "submodel": k, "chosen": k == chosen, "trial": trial_id,
+                   "submodel": k, "chosen": k == chosen, "_trial": trial_id,
                    "feasible": math.isfinite(record["val_accuracy"]) and record["val_accuracy"] >= accuracy_target}
             rows.append(sub)
             if record.get("kept"):
@@ -80,9 +80,12 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
 
 
 def _chain(checkpoint: Any) -> list[dict] | None:
+    """The TransTailor chain of a trial's result.json; None for NetTailor, and for trials
+    written before sub-models were measured (no ``submodel`` key), which stay one row."""
     with checkpoint.as_directory() as folder:
         result = Path(folder) / "result.json"
-        return json.loads(result.read_text()).get("chain") if result.is_file() else None
+        chain = json.loads(result.read_text()).get("chain") if result.is_file() else None
+    return chain if chain and all("submodel" in record for record in chain) else None
 
 
 def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
@@ -92,7 +95,7 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     returns the leanest row."""
     rows = mark_front(rows, spec.objectives)
     types = hyperparameter_types(spec)
-    trials = [{**r, "trial_id": r.get("trial", r["trial_id"])} for r in rows
+    trials = [{**r, "trial_id": r.get("_trial", r["trial_id"])} for r in rows
               if r["chosen"] or r["status"] != "TERMINATED"]
     write_trials_table(trials, out_dir / TRIALS_FILE, hyperparameters=types, metadata=metadata)
     submodels = [r for r in rows if r["submodel"] is not None]

@@ -38,7 +38,8 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:
         tune.report({f"{stage}/{key}": value for key, value in metrics.items()} | {"stage_epoch": epoch})
 
     try:
-        run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False)
+        run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
+                         accuracy_target=shared.accuracy_target)
     except RaytailorError as error:  # e.g. pruning cut every path: a failed trial, said plainly
         raise TailoringError(str(error)) from None
     with tempfile.TemporaryDirectory() as folder:

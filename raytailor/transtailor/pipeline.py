@@ -27,12 +27,16 @@ from raytailor.transtailor.surgery import prune_lowest
 
 @dataclass
 class TransTailorOutcome:
-    model: BlockNetwork              # the chosen sub-model W_o (plain BlockNetwork, eval mode)
     chain: list[dict] = field(default_factory=list)  # W*, then one record per sub-model
     submodels: list[BlockNetwork] = field(default_factory=list)  # aligned with chain, on the CPU
     chosen_iteration: int = 0        # 0: W* itself
     stopped_at: int | None = None    # iteration whose drop exceeded tau, None if none did
     stop_reason: str = "max_iterations"  # "tau", "max_iterations" or "exhausted"
+
+    @property
+    def model(self) -> BlockNetwork:
+        """The chosen sub-model W_o (a plain BlockNetwork on the CPU, eval mode)."""
+        return self.submodels[self.chosen_iteration]
 
 
 def _step_loss(network: nn.Module, *, frozen_bn: bool = False):
@@ -105,7 +109,7 @@ def run_transtailor(
 
     best = evaluate(network, val_loader)
     base_macs = image_macs(network, image_size)
-    outcome = TransTailorOutcome(model=copy.deepcopy(network).eval())
+    outcome = TransTailorOutcome()
     outcome.chain.append(_record(network, iteration=0, accuracy=best, image_size=image_size,
                                  filters_removed=0, accepted=True))
     outcome.submodels.append(_cpu_copy(network))
@@ -159,5 +163,5 @@ def run_transtailor(
             outcome.stopped_at, outcome.stop_reason = iteration, "tau"
             break
         best = accuracy
-        outcome.model, outcome.chosen_iteration = copy.deepcopy(network).eval(), iteration
+        outcome.chosen_iteration = iteration
     return outcome

@@ -28,7 +28,7 @@ def layer_widths(network: nn.Module) -> dict[str, list[int]]:
 
 def _resized(module: nn.Module, width: list[int]) -> nn.Module:
     if isinstance(module, nn.Conv2d):
-        depthwise = module.groups == module.in_channels == module.out_channels
+        depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
         if module.groups != 1 and not depthwise:
             raise ExportError(f"a conv with groups={module.groups} cannot be rebuilt from its widths")
         return nn.Conv2d(width[1], width[0], module.kernel_size, stride=module.stride,

@@ -70,7 +70,7 @@ class ChannelGroup:
 class PruneResult:
     removed: dict[str, list[int]] = field(default_factory=dict)  # group name -> root channel idxs
     channels_removed: int = 0      # ranking units (one coupled channel = one unit)
-    filters_removed: int = 0       # conv output filters physically removed
+    filters_removed: int = 0       # dense conv output filters physically removed
     macs_removed: int = 0          # per image, predicted exactly from per-layer costs
     kept_betas: list[torch.Tensor] = field(default_factory=list)  # aligned with the pruned scales
 
@@ -104,7 +104,7 @@ def dependency_graph(network: BlockNetwork, *, image_size: int) -> tp.Dependency
 
 
 def _is_depthwise(conv: nn.Conv2d) -> bool:
-    return conv.groups == conv.in_channels == conv.out_channels
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels  # not a 1->1 dense conv
 
 
 def channel_groups(network: BlockNetwork, dg: tp.DependencyGraph,
@@ -247,7 +247,8 @@ def prune_lowest(
                 keep[position][[scale_idxs[k] for k in idxs]] = False
             result.removed[group.name] = idxs
             result.channels_removed += len(idxs)
-            result.filters_removed += len(idxs) * len(group.out_layers)
+            result.filters_removed += len(idxs) * sum(  # dense conv filters, not depthwise / SE outputs
+                isinstance(layer, nn.Conv2d) and layer.groups == 1 for layer, _ in group.out_layers)
             dg.get_pruning_group(group.root, tp.prune_conv_out_channels, idxs).prune()
     result.kept_betas = [b.detach()[k.to(b.device)] for b, k in zip(betas, keep)]
     return result
