@@ -226,10 +226,12 @@ def test_two_iterations_give_decreasing_macs_and_a_plain_network():
                                                  shuffle=shuffle)
     config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=2, classifier_epochs=1,
                                factor_epochs=1, finetune_epochs=1, batch_size=32)
+    reported = []
     outcome = run_transtailor(resnet20(4), config=config, image_size=SIZE,
                               train_loader=loader(splits.train, True), val_loader=loader(splits.val, False),
-                              verbose=False)
+                              verbose=False, on_epoch=lambda stage, step, m: reported.append((stage, step, m)))
     macs = [record["macs"] for record in outcome.chain]
+    assert [(step, m["macs"]) for stage, step, m in reported if stage == "chain"] == list(enumerate(macs))
     assert [r["iteration"] for r in outcome.chain] == [0, 1, 2]
     assert all(a > b for a, b in zip(macs, macs[1:]))
     assert outcome.chain[1]["filters_removed"] > 0 and outcome.chosen_iteration == 2
