@@ -214,6 +214,12 @@ def test_transtailor_search_puts_every_submodel_on_the_table(tmp_path, env):
             k: chosen[k] for k in ("val_accuracy", "macs", "params", "on_front")}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials"] == summary["completed"] == 2 and summary["models"] == 6
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trial_dir = next(p for p in (out / "trials").iterdir() if p.is_dir())
+    events = EventAccumulator(str(trial_dir))
+    events.Reload()  # the chain as a curve: one step per sub-model
+    assert len(events.Scalars("ray/tune/chain/macs")) == 3
     w_star = [r for r in rows if r["submodel"] == 0]
     assert all(r["macs"] == w_star[0]["macs"] for r in w_star)  # W* is the unpruned network
     front = pq.read_table(out / "pareto.parquet").to_pylist()
