@@ -7,7 +7,7 @@ from pathlib import Path
 
 from raytailor.errors import ExportError
 from raytailor.export import read_architecture
-from raytailor.pareto import SUBMODELS_FILE, TRIALS_FILE, leanest, model_rows, read_trials_table, submodel_id
+from raytailor.pareto import SUBMODELS_FILE, TRIALS_FILE, leanest, leanest_cost, model_rows, submodel_id
 from raytailor.run import submodel_dir
 
 
@@ -27,9 +27,10 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
             raise ExportError(f"no trial in {run_dir} met the accuracy target; pass --trial ID")
         trial = best["trial_id"]
     by_id = {r["trial_id"]: r for r in models}
-    for row in read_trials_table(run_dir / TRIALS_FILE)[0]:  # a TransTailor trial id: its chosen sub-model
-        if row.get("submodel") is not None and row["trial_id"] == trial:
-            trial = submodel_id(trial, row["submodel"])
+    for row in models:  # a TransTailor trial id stands for the sub-model it chose
+        chosen_id = submodel_id(trial, row["submodel"]) if row.get("submodel") is not None else None
+        if row.get("chosen") and row["trial_id"] == chosen_id:
+            trial = chosen_id
     if trial not in by_id:
         raise ExportError(f"{trial!r} is not a trial or sub-model of {run_dir}; see the trial_id column of "
                           f"{TRIALS_FILE} / {SUBMODELS_FILE}")
@@ -40,14 +41,14 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
     tune_trial, inside = trial, Path(".")
     if row.get("submodel") is not None:
         tune_trial = trial.removesuffix(f"-it{row['submodel']}")
-        inside = Path(".") if row.get("chosen") else submodel_dir(Path("."), row["submodel"])
+        inside = submodel_dir(Path("."), row["submodel"], chosen=bool(row.get("chosen")))
     checkpoints = sorted(run_dir.glob(f"trials/*{tune_trial}*/checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / "model").is_dir():
         raise ExportError(f"trial {trial!r} finished without a model (it failed); pick another trial")
     folder = checkpoints[-1] / inside
     if not (folder / "model").is_dir():
-        raise ExportError(f"sub-model {trial!r} was not kept: a later sub-model of its trial is at least as "
-                          "accurate and cheaper; export that one")
+        raise ExportError(f"sub-model {trial!r} was not kept: another sub-model of its trial dominates it or it "
+                          "missed the accuracy target; export one on the front")
     return folder / "model", folder / "result.json"
 
 
@@ -56,8 +57,7 @@ def _leanest_cost(run_dir: Path) -> str:
     import yaml
 
     spec = run_dir / "spec.yaml"
-    objectives = (yaml.safe_load(spec.read_text()) or {}).get("objectives", []) if spec.is_file() else []
-    return next((o for o in objectives if o != "accuracy"), "macs")
+    return leanest_cost((yaml.safe_load(spec.read_text()) or {}).get("objectives", []) if spec.is_file() else [])
 
 
 def _tailor_run_model(run_dir: Path, which: str) -> tuple[Path, Path]:

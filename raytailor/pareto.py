@@ -6,9 +6,9 @@ A search writes one row per trial (a plain dict) to trials.parquet: ``trial_id``
 NetTailor trial is one model (``submodel`` null). A TransTailor trial yields a chain of
 sub-models: its trials.parquet row is the sub-model it chose (``submodel`` says which), and
 submodels.parquet holds one row per sub-model, ``trial_id`` ``<trial>-it<k>``. The front is
-drawn over every model (``model_rows``), not only the chosen ones. Model selection only ever looks at ``val_accuracy``: the
-objective "accuracy" always means validation accuracy, never test accuracy, so the test split
-stays an unbiased estimate of the chosen model.
+drawn over every model (``model_rows``), not only the chosen ones. Model selection only ever
+looks at ``val_accuracy``: the objective "accuracy" always means validation accuracy, never
+test accuracy, so the test split stays an unbiased estimate of the chosen model.
 
 A row counts for the front only if it is *completed* (status ``TERMINATED`` and every metric the
 front looks at is finite) and *feasible* (it met the search constraints). Failed or infeasible
@@ -110,6 +110,18 @@ def non_dominated(points: np.ndarray, senses: Sequence[str]) -> np.ndarray:
     mask = np.zeros(len(points), dtype=bool)
     mask[valid] = ~dominated
     return mask
+
+
+def meets_target(val_accuracy: float, accuracy_target: float | None) -> bool:
+    """Feasible: a finite validation accuracy at least the target (no target: always)."""
+    if accuracy_target is None:
+        return True
+    return math.isfinite(val_accuracy) and val_accuracy >= accuracy_target
+
+
+def leanest_cost(objectives: Sequence[str]) -> str:
+    """The cost a search picks its leanest model by: its first cost objective (default macs)."""
+    return next((o for o in objectives if o != "accuracy"), "macs")
 
 
 def submodel_id(trial_id: str, iteration: int) -> str:

@@ -164,7 +164,7 @@ def _transtailor(prepared: Prepared, config: Any, loaders: dict, accuracy_target
     sub-model of the chain dominates them) that meet ``accuracy_target`` if one is given: a
     sub-model off that front cannot be on a search's front for those objectives, nor can an
     infeasible one."""
-    from raytailor.pareto import mark_front
+    from raytailor.pareto import mark_front, meets_target
     from raytailor.transtailor.pipeline import run_transtailor
     from raytailor.transtailor.rebuild import layer_widths
 
@@ -181,7 +181,7 @@ def _transtailor(prepared: Prepared, config: Any, loaders: dict, accuracy_target
         runs.append(TailoredRun(module, metrics, _architecture(prepared, {"widths": layer_widths(module)}),
                                 hyperparameters))
     rows = mark_front([{**r.metrics, "status": "TERMINATED",
-                        "feasible": accuracy_target is None or r.metrics["val_accuracy"] >= accuracy_target}
+                        "feasible": meets_target(r.metrics["val_accuracy"], accuracy_target)}
                        for r in runs], prepared.spec.objectives)
     chosen = runs[outcome.chosen_iteration]
     chain = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
@@ -192,9 +192,10 @@ def _transtailor(prepared: Prepared, config: Any, loaders: dict, accuracy_target
     return chosen
 
 
-def submodel_dir(run_dir: Path, iteration: int) -> Path:
-    """Where ``save_run`` puts TransTailor sub-model ``iteration`` (a run folder of its own)."""
-    return run_dir / "submodels" / f"it{iteration}"
+def submodel_dir(run_dir: Path, iteration: int, *, chosen: bool = False) -> Path:
+    """Where ``save_run`` puts TransTailor sub-model ``iteration`` (a run folder of its own);
+    the chosen sub-model is the run itself."""
+    return run_dir if chosen else run_dir / "submodels" / f"it{iteration}"
 
 
 def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:

@@ -29,11 +29,12 @@ def _check_proxy_resolution(arch: str, image_size: int, infos: list, src: int, d
     """A proxy max-pools with ceil rounding; a backbone that pools with floor rounding (VGG)
     on an odd map would give it a map of another size than the block it runs beside."""
     source = infos[src].in_resolution  # node src feeds block src + 1
-    if -(-source // stride) != infos[dst - 1].resolution:
+    pooled = -(-source // stride)
+    if pooled != infos[dst - 1].resolution:
         total = math.prod(info.stride for info in infos)
         raise BackboneError(
             f"{arch} at {image_size} px: node {dst} is {infos[dst - 1].resolution} px but a proxy from node "
-            f"{src} would pool {source} px to {-(-source // stride)} px; use an image size divisible by {total}"
+            f"{src} would pool {source} px to {pooled} px; use an image size divisible by {total}"
         )
 
 

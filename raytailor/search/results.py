@@ -13,7 +13,9 @@ from raytailor.pareto import (
     SUBMODELS_FILE,
     TRIALS_FILE,
     leanest,
+    leanest_cost,
     mark_front,
+    meets_target,
     plot_front,
     submodel_id,
     write_trials_table,
@@ -71,11 +73,10 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
             k = record["submodel"]
             sub = {**row, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
                    "submodel": k, "chosen": k == chosen, "_trial": trial_id,
-                   "feasible": math.isfinite(record["val_accuracy"]) and record["val_accuracy"] >= accuracy_target}
+                   "feasible": meets_target(record["val_accuracy"], accuracy_target)}
             rows.append(sub)
             if record.get("kept"):
-                checkpoints[sub["trial_id"]] = (result.checkpoint, "." if k == chosen else
-                                                str(submodel_dir(Path("."), k)))
+                checkpoints[sub["trial_id"]] = (result.checkpoint, submodel_dir(Path("."), k, chosen=k == chosen))
     return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
 
 
@@ -116,8 +117,7 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
         with checkpoint.as_directory() as folder:
             shutil.copytree(Path(folder) / inside / "model", target)
             shutil.copy(Path(folder) / inside / "result.json", target / "result.json")
-    cost = next((o for o in spec.objectives if o != "accuracy"), "macs")
-    best = leanest(rows, cost=cost)
+    best = leanest(rows, cost=leanest_cost(spec.objectives))
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
                "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR") for r in trials),

@@ -8,7 +8,6 @@ task_params), ``feasible``, and the exported model as the trial's checkpoint.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from ray import tune
 
 from raytailor.errors import RaytailorError, TailoringError
+from raytailor.pareto import meets_target
 from raytailor.run import run_method, save_run
 from raytailor.search.shared import SharedTask
 
@@ -23,7 +23,7 @@ from raytailor.search.shared import SharedTask
 def final_metrics(metrics: dict[str, Any], accuracy_target: float) -> dict[str, Any]:
     import ray
 
-    feasible = math.isfinite(metrics["val_accuracy"]) and metrics["val_accuracy"] >= accuracy_target
+    feasible = meets_target(metrics["val_accuracy"], accuracy_target)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}  # the
     # TransTailor chain (a list) stays in the checkpoint's result.json
     return {**scalars, "feasible": bool(feasible), "done": True,

@@ -26,9 +26,14 @@ def layer_widths(network: nn.Module) -> dict[str, list[int]]:
     return widths
 
 
+def is_depthwise(conv: nn.Conv2d) -> bool:
+    """One filter per channel (groups == channels); a dense 1 -> 1 conv is not depthwise."""
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+
+
 def _resized(module: nn.Module, width: list[int]) -> nn.Module:
     if isinstance(module, nn.Conv2d):
-        depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
+        depthwise = is_depthwise(module)
         if module.groups != 1 and not depthwise:
             raise ExportError(f"a conv with groups={module.groups} cannot be rebuilt from its widths")
         return nn.Conv2d(width[1], width[0], module.kernel_size, stride=module.stride,

@@ -25,6 +25,7 @@ from torch_pruning.pruner.function import BasePruningFunc
 from raytailor.backbones.base import BlockNetwork
 from raytailor.errors import BackboneError
 from raytailor.transtailor.gates import ChannelScale
+from raytailor.transtailor.rebuild import is_depthwise
 
 
 class _ChannelScalePruner(BasePruningFunc):
@@ -103,10 +104,6 @@ def dependency_graph(network: BlockNetwork, *, image_size: int) -> tp.Dependency
             )
 
 
-def _is_depthwise(conv: nn.Conv2d) -> bool:
-    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels  # not a 1->1 dense conv
-
-
 def channel_groups(network: BlockNetwork, dg: tp.DependencyGraph,
                    scales: Sequence[ChannelScale]) -> list[ChannelGroup]:
     """Every coupled group, rooted at the first dense conv (module order) whose outputs it holds."""
@@ -115,12 +112,12 @@ def channel_groups(network: BlockNetwork, dg: tp.DependencyGraph,
     groups: list[ChannelGroup] = []
     visited: set[int] = set()
     for conv in [m for m in network.modules() if isinstance(m, nn.Conv2d)]:
-        if conv.groups != 1 and not _is_depthwise(conv):
+        if conv.groups != 1 and not is_depthwise(conv):
             raise BackboneError(
                 f"TransTailor's pruning supports dense and depthwise convolutions; {names[conv]} of "
                 f"{network.arch!r} has groups={conv.groups} of {conv.in_channels} channels"
             )
-        if id(conv) in visited or _is_depthwise(conv):
+        if id(conv) in visited or is_depthwise(conv):
             continue  # a depthwise conv is always pruned with the conv that feeds it
         group = dg.get_pruning_group(conv, tp.prune_conv_out_channels, list(range(conv.out_channels)))
         entry = ChannelGroup(conv, names[conv], conv.out_channels, [], [], [])
@@ -201,7 +198,7 @@ def select_channels(
     # A dense layer costs coef * C_in * C_out MACs and a depthwise one coef * C, so the saving
     # of each removal is exact.
     size = {m: list(_in_out(m)) for m in macs}
-    depthwise = {m for m in macs if isinstance(m, nn.Conv2d) and _is_depthwise(m)}
+    depthwise = {m for m in macs if isinstance(m, nn.Conv2d) and is_depthwise(m)}
     coef = {m: macs[m] / (size[m][1] if m in depthwise else size[m][0] * size[m][1]) for m in macs}
     left = [group.channels for group in groups]
     chosen: dict[int, list[int]] = {}
@@ -247,8 +244,8 @@ def prune_lowest(
                 keep[position][[scale_idxs[k] for k in idxs]] = False
             result.removed[group.name] = idxs
             result.channels_removed += len(idxs)
-            result.filters_removed += len(idxs) * sum(  # dense conv filters, not depthwise / SE outputs
-                isinstance(layer, nn.Conv2d) and layer.groups == 1 for layer, _ in group.out_layers)
+            result.filters_removed += len(idxs) * sum(  # dense conv filters; depthwise ones go with them
+                not is_depthwise(layer) for layer, _ in group.out_layers)
             dg.get_pruning_group(group.root, tp.prune_conv_out_channels, idxs).prune()
     result.kept_betas = [b.detach()[k.to(b.device)] for b, k in zip(betas, keep)]
     return result
