@@ -328,6 +328,9 @@ def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
             sub = raytailor.load_tailored(folder / "model")
             assert (count_params(sub), image_macs(sub, 16)) == (record["params"], record["macs"])
             assert main(["export", str(out), "--trial", folder.name, "--out", str(tmp_path / folder.name)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(out), "--trial", "it99", "--out", str(tmp_path / "none")]) == 2
+    assert "'it99' is not a kept sub-model" in capsys.readouterr().err
     assert result["macs"] < result["teacher"]["macs"] and result["params"] < result["teacher"]["params"]
 
     model = raytailor.load_tailored(out / "model")
