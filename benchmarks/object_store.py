@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     from safetensors.numpy import save_file
 
-    ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     shared = build_shared(args.arch)
     with tempfile.TemporaryDirectory() as folder:
         files = []

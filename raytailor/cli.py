@@ -37,14 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("spec")
     search.add_argument("--trials", type=int, help="override search.trials")
     search.add_argument("--out", help="output directory (default: runs/<name>-<time>)")
-    search.add_argument("--address", help="join an existing Ray cluster (e.g. auto, ray://host:10001)")
+    search.add_argument("--address", help="join an existing Ray cluster (auto, HOST:PORT, ray://HOST:10001); "
+                        "without it the search starts a private Ray instance and never joins one already running")
     search.add_argument("--storage", help="Ray storage for trial results (s3://bucket/path or a shared "
                                            "file system path; needed on multi-node clusters)")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     resume = commands.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("run_dir")
-    resume.add_argument("--address")
+    resume.add_argument("--address", help="join an existing Ray cluster (auto, HOST:PORT, ray://HOST:10001); "
+                        "without it a private Ray instance is started")
 
     pareto = commands.add_parser("pareto", help="rebuild the Pareto front of one or more searches")
     pareto.add_argument("run_dirs", nargs="+")

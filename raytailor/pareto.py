@@ -423,7 +423,22 @@ def plot_front(
     max_drop: float | None = None,
     title: str = "",
 ) -> None:
-    """Save a PNG (120 dpi) of validation accuracy against the first cost objective.
+    """Save ``front_figure`` as a PNG (120 dpi)."""
+    fig = front_figure(rows, objectives=objectives, teacher=teacher, max_drop=max_drop, title=title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=120)
+
+
+def front_figure(
+    rows: list[dict],
+    *,
+    objectives: Sequence[str],
+    teacher: dict | None = None,
+    max_drop: float | None = None,
+    title: str = "",
+):
+    """A matplotlib Figure of validation accuracy against the first cost objective.
 
     Completed trials are grey (hollow if infeasible), the Pareto front over ``objectives`` is
     highlighted, the accuracy-vs-cost frontier is drawn as a step line, the teacher is a star and
@@ -556,9 +571,7 @@ def plot_front(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize="small", framealpha=0.9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    return fig
 
 
 def _infer_kind(values: list[Any]) -> str:

@@ -12,6 +12,7 @@ from raytailor.pareto import (
     mark_front,
     non_dominated,
     objective_columns,
+    front_figure,
     plot_front,
     read_trials_table,
     write_trials_table,
@@ -352,13 +353,31 @@ def test_combine_tables_unions_columns_and_keeps_ids_unique(tmp_path):
         combine_tables([a, c])
 
 
-def assert_png(path, min_bytes=5_000):
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE
-    assert len(data) > min_bytes
+def assert_png(path, width=960, height=660):
+    """A real PNG of the figure's size (8 x 5.5 inches at 120 dpi)."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[:2] == (height, width)
+    assert pixels[..., :3].std() > 0.05  # something is drawn
 
 
-def test_plot_front_writes_png(tmp_path):
+def drawn(fig) -> dict:
+    """What the figure shows: the points of each labelled scatter (by its label's first word), the
+    horizontal lines' heights, the legend labels, the texts and the x scale."""
+    (ax,) = fig.axes
+    points = {}
+    for collection in ax.collections:
+        label = collection.get_label().split(" ")[0]  # feasible, infeasible, Pareto, teacher, below
+        points[label] = sorted(map(tuple, np.asarray(collection.get_offsets()).tolist()))
+    lines = {line.get_label().split(" ")[0]: line.get_ydata()[0] for line in ax.lines
+             if line.get_label()[:1] != "_" and len(line.get_ydata())}
+    return {"points": points, "lines": lines, "legend": ax.get_legend_handles_labels()[1],
+            "texts": [t.get_text() for t in ax.texts], "xscale": ax.get_xscale(), "ylim": ax.get_ylim()}
+
+
+def test_plot_front_draws_every_model_the_front_the_teacher_and_the_target(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for i in range(40):
@@ -367,29 +386,49 @@ def test_plot_front_writes_png(tmp_path):
         rows.append(row(f"t{i:02d}", acc, macs, feasible=bool(rng.random() > 0.2)))
     rows.append(row("err", None, None, status="ERROR"))
     teacher = {"macs": 300_000_000, "params": 11_000_000, "val_accuracy": 92.0}
+    fig = front_figure(rows, objectives=["accuracy", "macs"], teacher=teacher, max_drop=3.0, title="demo")
+    shown = drawn(fig)
+    xy = lambda subset: sorted((float(r["macs"]), float(r["val_accuracy"])) for r in subset)
+    feasible = [r for r in rows[:40] if r["feasible"]]
+    infeasible = [r for r in rows[:40] if not r["feasible"]]
+    assert 0 < len(infeasible) < 40
+    front = [r for r in mark_front(rows, ["accuracy", "macs"]) if r["on_front"]]
+    assert front and all(r["feasible"] for r in front)
+    assert shown["points"]["feasible"] == xy(feasible)
+    assert shown["points"]["infeasible"] == xy(infeasible)
+    assert shown["points"]["Pareto"] == xy(front)
+    assert shown["points"]["teacher"] == [(300_000_000.0, 92.0)]
+    assert shown["lines"]["target"] == pytest.approx(89.0)
+    assert "1 failed trial(s) not shown" in shown["legend"]
+    assert shown["xscale"] == "log" and fig.axes[0].get_title() == "demo"
     path = tmp_path / "plots" / "front.png"
-    plot_front(
-        rows, path, objectives=["accuracy", "macs"], teacher=teacher, max_drop=3.0, title="demo"
-    )
-    assert_png(path, min_bytes=20_000)
-    plot_front(rows, tmp_path / "p.png", objectives=["accuracy", "params", "macs"])
-    assert_png(tmp_path / "p.png")
+    plot_front(rows, path, objectives=["accuracy", "macs"], teacher=teacher, max_drop=3.0, title="demo")
+    assert_png(path)
+    # three objectives: the front over all three, drawn against the first cost (params)
+    three = ["accuracy", "params", "macs"]
+    shown = drawn(front_figure(rows, objectives=three))
+    assert shown["points"]["Pareto"] == sorted(
+        (float(r["params"]), float(r["val_accuracy"])) for r in mark_front(rows, three) if r["on_front"])
+    assert "teacher" not in shown["points"] and "target" not in shown["lines"]
 
 
 def test_plot_front_edge_cases(tmp_path):
     teacher = {"macs": 1000, "val_accuracy": 90.0}
     infeasible = [row("a", 80.0, 100, feasible=False), row("b", None, None, status="ERROR")]
-    plot_front(
-        infeasible,
-        tmp_path / "none.png",
-        objectives=["accuracy", "macs"],
-        teacher=teacher,
-        max_drop=2.0,
-    )
-    assert_png(tmp_path / "none.png")
-    plot_front([row("only", 80.0, 100)], tmp_path / "one.png", objectives=["accuracy", "macs"])
-    assert_png(tmp_path / "one.png")
+    shown = drawn(front_figure(infeasible, objectives=["accuracy", "macs"], teacher=teacher, max_drop=2.0))
+    assert shown["points"]["infeasible"] == [(100.0, 80.0)]
+    assert "Pareto" not in shown["points"] and "feasible" not in shown["points"]
+    assert shown["lines"]["target"] == pytest.approx(88.0)
+    shown = drawn(front_figure([row("only", 80.0, 100)], objectives=["accuracy", "macs"]))
+    assert shown["points"]["feasible"] == shown["points"]["Pareto"] == [(100.0, 80.0)]
+    shown = drawn(front_figure([], objectives=["accuracy", "macs"]))
+    assert shown["points"] == {} and shown["texts"] == ["no completed trials"]
     plot_front([], tmp_path / "empty.png", objectives=["accuracy", "macs"])
     assert_png(tmp_path / "empty.png")
+    # a collapsed model far below the target: the axis zooms to the band, the model sits on its edge
+    collapsed = [row("ok", 89.5, 500), row("collapsed", 20.0, 100, feasible=False)]
+    shown = drawn(front_figure(collapsed, objectives=["accuracy", "macs"], teacher=teacher, max_drop=2.0))
+    bottom = shown["ylim"][0]
+    assert bottom > 70 and shown["points"]["below"] == [(100.0, bottom)]
     with pytest.raises(RaytailorError, match="max_drop"):
         plot_front([], tmp_path / "x.png", objectives=["accuracy", "macs"], max_drop=1.0)

@@ -17,6 +17,7 @@ from raytailor.transtailor import (
     remove_scales_by_folding, run_transtailor, set_scales,
 )
 from raytailor.transtailor.gates import scales_of
+from raytailor.transtailor.pipeline import within_tau
 from raytailor.transtailor.rebuild import layer_widths, rebuild_pruned
 from raytailor.transtailor.surgery import layer_macs
 
@@ -240,6 +241,53 @@ def test_two_iterations_give_decreasing_macs_and_a_plain_network():
     assert not any(isinstance(m, ChannelScale) for m in model.modules())
     assert image_macs(model, SIZE) == macs[-1]
     assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 4)
+
+
+def test_tau_compares_with_the_last_accepted_submodel():
+    assert within_tau(90.0, 89.75, tau=0.25) and within_tau(90.0, 91.0, tau=0.0)
+    assert not within_tau(90.0, 89.5, tau=0.25)
+
+
+def _scripted_chain(monkeypatch, accuracies: list[float], *, tau: float, max_iterations: int):
+    """run_transtailor with every validation accuracy taken from ``accuracies`` (W*, then one per
+    iteration) and no training (all epochs 0): the real pruning, the scripted decisions."""
+    from raytailor.transtailor import pipeline
+
+    script = iter(accuracies)
+    monkeypatch.setattr(pipeline, "evaluate", lambda network, loader: next(script))
+    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=6)
+    loader = TensorLoader(splits.train, batch_size=24, mean=splits.mean, std=splits.std)
+    config = TransTailorConfig(prune_fraction=0.1, tau=tau, max_iterations=max_iterations, classifier_epochs=0,
+                               factor_epochs=0, finetune_epochs=0)
+    outcome = run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader,
+                              val_loader=loader, verbose=False)
+    assert next(script, None) is None, "every scripted accuracy was used"
+    return outcome
+
+
+def test_tau_stop_on_a_scripted_chain(monkeypatch):
+    """W* 90, then 91, 90.75, 90.5, 90.25, 89.5 with tau = 0.5. Each of the first four is within
+    tau of the last accepted one; 90.25 is 0.75 below the best (91), so a rule comparing with the
+    best would stop there. 89.5 is 0.75 below the last accepted (90.25): the stop."""
+    outcome = _scripted_chain(monkeypatch, [90.0, 91.0, 90.75, 90.5, 90.25, 89.5], tau=0.5, max_iterations=8)
+    assert [r["val_accuracy"] for r in outcome.chain] == [90.0, 91.0, 90.75, 90.5, 90.25, 89.5]
+    assert [r["accepted"] for r in outcome.chain] == [True] * 5 + [False]
+    assert outcome.stop_reason == "tau" and outcome.stopped_at == 5 and outcome.chosen_iteration == 4
+    assert outcome.model is outcome.submodels[4] and len(outcome.submodels) == 6
+    macs = [r["macs"] for r in outcome.chain]
+    assert all(a > b for a, b in zip(macs, macs[1:]))  # every step really pruned
+    assert image_macs(outcome.model, SIZE) == macs[4]
+
+
+def test_chain_without_a_large_drop_runs_to_max_iterations(monkeypatch):
+    outcome = _scripted_chain(monkeypatch, [90.0, 89.75, 89.5, 89.25], tau=0.25, max_iterations=3)
+    assert [r["accepted"] for r in outcome.chain] == [True] * 4
+    assert outcome.stop_reason == "max_iterations" and outcome.stopped_at is None
+    assert outcome.chosen_iteration == 3
+    # a first step below tau stops at once: W* is the chosen sub-model
+    outcome = _scripted_chain(monkeypatch, [90.0, 89.0], tau=0.5, max_iterations=3)
+    assert outcome.stop_reason == "tau" and outcome.stopped_at == 1 and outcome.chosen_iteration == 0
+    assert [r["accepted"] for r in outcome.chain] == [True, False]
 
 
 def test_importance_aware_finetuning_keeps_the_trained_factors_fixed(monkeypatch):

@@ -42,11 +42,17 @@ def _objective_metrics(spec: Spec) -> tuple[list[str], list[str]]:
 
 
 def _init_ray(address: str | None) -> None:
+    """Join ``address`` if one was given, else start a private Ray instance.
+
+    ``ray.init()`` with no address attaches to any Ray already running on the machine (another
+    search, a test suite) through ``/tmp/ray/ray_current_cluster`` or ``RAY_ADDRESS``; when that
+    one ends, every trial of this search dies. ``"local"`` always starts a new instance and
+    ignores both. ``--address auto`` still joins the running cluster on purpose."""
     import ray
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level="ERROR")
 
 

@@ -3,6 +3,10 @@ importance-aware fine-tune) until the accuracy drops by more than tau points.
 
 Plain PyTorch, no Ray. Every iteration yields a sub-model (an accuracy/MACs trade-off point);
 the chosen one is the last sub-model the tau test accepted.
+
+The tau test (Eq. 8, ``within_tau``) compares each new sub-model with the *last accepted* one
+(W* at first), not with the most accurate one seen: the paper's Algorithm 1 sets
+``best = new`` after every accepted step, so a slow slide of drops each within tau is accepted.
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ def _train(network: BlockNetwork, *, stage: str, epochs: int, optimizer: torch.o
             on_epoch=on_epoch, verbose=verbose)
 
 
+def within_tau(last_accepted: float, accuracy: float, tau: float) -> bool:
+    """Eq. 8: accept a sub-model unless its validation accuracy is more than ``tau`` points below
+    the last accepted sub-model's (the paper's Acc(best)); all three in points."""
+    return not (last_accepted - accuracy > tau)
+
+
 def _report_submodel(record: dict, on_epoch: EpochCallback | None) -> None:
     """Each sub-model as one step of a "chain" stage (TensorBoard draws the chain as curves)."""
     if on_epoch is not None:
@@ -113,10 +123,10 @@ def run_transtailor(
            train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
            on_epoch=on_epoch, verbose=verbose)
 
-    best = evaluate(network, val_loader)
+    last_accepted = evaluate(network, val_loader)  # the paper's Acc(best): W* at first
     base_macs = image_macs(network, image_size)
     outcome = TransTailorOutcome()
-    outcome.chain.append(_record(network, iteration=0, accuracy=best, image_size=image_size,
+    outcome.chain.append(_record(network, iteration=0, accuracy=last_accepted, image_size=image_size,
                                  filters_removed=0, accepted=True))
     outcome.submodels.append(_cpu_copy(network))
     _report_submodel(outcome.chain[-1], on_epoch)
@@ -157,19 +167,19 @@ def run_transtailor(
                on_epoch=on_epoch, verbose=verbose)
         remove_scales_by_folding(network)  # beta stays part of the function, now inside BN
         accuracy = evaluate(network, val_loader)
-        accepted = not (best - accuracy > config.tau)  # Eq. 8, both in points
+        accepted = within_tau(last_accepted, accuracy, config.tau)
         outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
                                      image_size=image_size, filters_removed=pruned.filters_removed,
                                      accepted=accepted))
         outcome.submodels.append(_cpu_copy(network))
         _report_submodel(outcome.chain[-1], on_epoch)
         if verbose:
-            print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (best {best:.2f}%), "
+            print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (last accepted {last_accepted:.2f}%), "
                   f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
                   file=sys.stderr, flush=True)
         if not accepted:
             outcome.stopped_at, outcome.stop_reason = iteration, "tau"
             break
-        best = accuracy
+        last_accepted = accuracy
         outcome.chosen_iteration = iteration
     return outcome
