@@ -68,7 +68,13 @@ def _tailor_run_model(run_dir: Path, which: str) -> tuple[Path, Path]:
     kept = sorted(p.name for p in (run_dir / "submodels").glob("it*"))
     folder = run_dir / "submodels" / which
     if which not in kept:
-        raise ExportError(f"{which!r} is not a kept sub-model of {run_dir} (kept: {', '.join(kept) or 'none'}, "
-                          "or leanest for the chosen model)")
+        chain = [f"it{r['submodel']}" for r in json.loads((run_dir / "result.json").read_text()).get("chain", [])]
+        choices = f"(kept: {', '.join(kept + [f'it{chosen}'] if chosen is not None else kept) or 'none'}, " \
+                  "or leanest for the chosen model)"
+        if which in chain:
+            raise ExportError(f"sub-model {which!r} of {run_dir} was not kept: another sub-model of its chain "
+                              f"dominates it {choices}")
+        raise ExportError(f"{which!r} is not a sub-model of {run_dir}; its chain has {', '.join(chain) or 'none'} "
+                          f"{choices}")
     read_architecture(folder / "model")
     return folder / "model", folder / "result.json"

@@ -11,7 +11,7 @@ from raytailor.cost import count_params, image_macs
 from raytailor.errors import BackboneError
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "vgg16_bn", "efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "vgg16_bn", "efficientnet_b0"])
 def test_redescribed_torchvision_model_computes_the_same_function(arch):
     entry = TORCHVISION_ARCHS[arch]
     model = entry.build().eval()
@@ -148,6 +148,49 @@ def test_bad_weight_files(tmp_path):
     torch.save(wrong.state_dict(), tmp_path / "wrn.pt")
     with pytest.raises(BackboneError, match="do not fit this architecture"):
         create_backbone("resnet20", num_classes=3, weights=str(tmp_path / "wrn.pt"))
+
+
+class _Payload:
+    """Unpickling this would create ``path``: what a tampered checkpoint could run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.path),)
+
+
+def test_pt_weights_are_read_without_running_pickled_code(tmp_path):
+    """``.pt`` files go through torch.load(weights_only=True): a pickled callable is refused
+    before it runs, in one line."""
+    marker = tmp_path / "code-ran"
+    state = create_backbone("resnet20", num_classes=3).state_dict()
+    torch.save({"state_dict": state, "extra": _Payload(str(marker))}, tmp_path / "tampered.pt")
+    with pytest.raises(BackboneError, match="cannot read backbone weights") as info:
+        create_backbone("resnet20", num_classes=3, weights=str(tmp_path / "tampered.pt"))
+    assert not marker.exists() and "\n" not in str(info.value)
+    # the same file through plain pickle would have run it: the test's payload is real
+    torch.load(tmp_path / "tampered.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_every_torch_load_in_the_package_is_weights_only():
+    import ast
+    from pathlib import Path
+
+    import raytailor
+
+    calls = []
+    for path in Path(raytailor.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                keywords = {k.arg: k.value for k in node.keywords}
+                ok = isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True
+                calls.append((path.name, node.lineno, ok))
+    assert calls and all(ok for _, _, ok in calls), calls
 
 
 def test_demo_asset_is_a_pretrained_resnet20():

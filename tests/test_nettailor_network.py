@@ -1,6 +1,7 @@
 """PathNetwork: structure, frozen statistics, compaction equivalence, independent cost counts."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -39,8 +40,12 @@ def test_initial_attention_is_plus_two_block_minus_two_proxy():
     alpha = student.attention_weights()
     node5 = [i for i, p in enumerate(student.paths) if p.dst == 5]
     weights = {student.paths[i].kind: alpha[i].item() for i in node5}
-    # softmax over [+2, -2, -2, -2]: a proxy gets e^-2 / (e^2 + 3 e^-2) ~ 0.0177
-    assert weights["proxy"] == pytest.approx(0.0177, abs=5e-4)
+    # node 5 with k=3: the block and three proxies, softmax over [+2, -2, -2, -2]. A proxy gets
+    # e^-2 / (e^2 + 3 e^-2) = 0.017362 (two proxies would give 0.017668, four 0.017058)
+    assert [student.paths[i].kind for i in node5].count("proxy") == 3
+    assert weights["proxy"] == pytest.approx(math.exp(-2) / (math.exp(2) + 3 * math.exp(-2)), rel=1e-6)
+    assert weights["proxy"] == pytest.approx(0.017362, abs=1e-6)
+    assert weights["block"] == pytest.approx(math.exp(2) / (math.exp(2) + 3 * math.exp(-2)), rel=1e-6)
     assert alpha[node5].sum().item() == pytest.approx(1.0)
 
 

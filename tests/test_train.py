@@ -1,5 +1,7 @@
 """The shared fit / evaluate loop."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,19 +34,29 @@ def test_fit_learns_a_separable_task_and_reports_metrics():
     assert evaluate(model, _loader(_split())) == 100.0
 
 
-def test_cosine_schedule_ends_near_zero_and_restores_nothing():
+def test_cosine_schedule_decays_to_near_zero_and_training_ends_on_the_last_step():
+    """The learning rate follows a per-step cosine from its base to near zero, and fit keeps the
+    weights and metrics of its last epoch: no best epoch is restored (nothing is selected here)."""
     model = nn.Linear(3 * 8 * 8, 2)
     optimizer = sgd([{"params": list(model.parameters())}], OptimConfig(2, 0.5))
-    lrs = []
+    lrs, snapshots = [], []
 
     def step_loss(x, y):
         lrs.append(optimizer.param_groups[0]["lr"])
         out = model(x.flatten(1))
         return F.cross_entropy(out, y), out, {}
 
-    fit(model, stage="t", train_loader=_loader(_split()), val_loader=None, optimizer=optimizer,
-        epochs=2, step_loss=step_loss, verbose=False)
-    assert lrs[0] == pytest.approx(0.5) and lrs[-1] < 0.05 and lrs == sorted(lrs, reverse=True)
+    def on_epoch(stage, epoch, metrics):
+        snapshots.append(({k: v.clone() for k, v in model.state_dict().items()}, dict(metrics)))
+
+    returned = fit(model, stage="t", train_loader=_loader(_split()), val_loader=None,
+                   optimizer=optimizer, epochs=2, step_loss=step_loss, on_epoch=on_epoch, verbose=False)
+    steps = 2 * 4  # 64 images in batches of 16, two epochs
+    assert lrs == pytest.approx([0.25 * (1 + math.cos(math.pi * i / steps)) for i in range(steps)])
+    assert lrs[-1] < 0.05
+    assert len(snapshots) == 2 and not torch.equal(snapshots[0][0]["weight"], snapshots[1][0]["weight"])
+    assert all(torch.equal(v, snapshots[-1][0][k]) for k, v in model.state_dict().items())
+    assert returned == snapshots[-1][1]
 
 
 def test_diverging_loss_is_a_tailoring_error():

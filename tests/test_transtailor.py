@@ -350,8 +350,10 @@ def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
         "teacher": {"epochs": 1, "lr": 0.05, "batch_size": 32},
         "space": {"prune_fraction": {"low": 0.05, "high": 0.3, "default": 0.2},
                   "tau": {"low": 0.1, "high": 5.0, "default": 5.0}},
-        "fixed": {"max_iterations": 2, "classifier_epochs": 1, "factor_epochs": 1, "finetune_epochs": 1,
-                  "batch_size": 32},
+        # no classifier epochs: W* keeps an untrained classifier (chance accuracy), so the
+        # fine-tuned sub-models after it dominate it and it is a sub-model the run does not keep
+        "fixed": {"max_iterations": 2, "classifier_epochs": 0, "factor_epochs": 1, "finetune_epochs": 1,
+                  "classifier_lr": 0.05, "batch_size": 32},
         "device": "cpu",
     }
     path = tmp_path / "spec.yaml"
@@ -375,10 +377,21 @@ def test_transtailor_tailor_export_and_evaluate_end_to_end(tmp_path, capsys):
         if folder.is_dir():
             sub = raytailor.load_tailored(folder / "model")
             assert (count_params(sub), image_macs(sub, 16)) == (record["params"], record["macs"])
-            assert main(["export", str(out), "--trial", folder.name, "--out", str(tmp_path / folder.name)]) == 0
+        capsys.readouterr()
+        code = main(["export", str(out), "--trial", f"it{record['submodel']}", "--out", str(tmp_path / folder.name)])
+        if record["kept"]:
+            assert code == 0
+            assert count_params(raytailor.load_tailored(tmp_path / folder.name)) == record["params"]
+        else:  # said plainly, in one line, and nothing written
+            err = capsys.readouterr().err.strip().splitlines()
+            assert code == 2 and len(err) == 1 and f"'it{record['submodel']}'" in err[0] and "was not kept" in err[0]
+            assert not (tmp_path / folder.name).exists()
+    assert not result["chain"][0]["kept"], "W* with an untrained classifier should be dominated"
     capsys.readouterr()
     assert main(["export", str(out), "--trial", "it99", "--out", str(tmp_path / "none")]) == 2
-    assert "'it99' is not a kept sub-model" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'it99' is not a sub-model" in err[0] and "it0, it1, it2" in err[0]
+    assert not (tmp_path / "none").exists()
     assert result["macs"] < result["teacher"]["macs"] and result["params"] < result["teacher"]["params"]
 
     model = raytailor.load_tailored(out / "model")
