@@ -123,6 +123,7 @@ def _randomise_statistics(network: nn.Module, seed: int = 0) -> None:
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
 
 
 def test_folded_training_step_equals_the_unfolded_one():
