@@ -11,7 +11,8 @@ from raytailor.backbones import create_backbone
 from raytailor.cost import count_params, image_macs
 from raytailor.errors import SpecError
 from raytailor.nettailor import PathNetwork, dense_paths
-from raytailor.spec import METHODS, apply_overrides
+from raytailor.methods import get_method
+from raytailor.spec import apply_overrides
 
 
 def describe(*, method: str, arch: str, num_classes: int, image_size: int, overrides: list[str]) -> dict:
@@ -21,7 +22,7 @@ def describe(*, method: str, arch: str, num_classes: int, image_size: int, overr
         raise SpecError(f"--image-size must be >= 8, got {image_size}")
     fixed = apply_overrides({"method": method}, overrides).get("fixed", {})
     try:
-        config = METHODS[method](**fixed)
+        config = get_method(method).config_type(**fixed)
     except (TypeError, ValueError) as error:
         raise SpecError(f"--set: {error}") from None
     backbone = create_backbone(arch, num_classes=num_classes)

@@ -53,30 +53,11 @@ def load_tailored(directory: str | Path, *, device: str | torch.device = "cpu") 
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise ExportError(f"{str(directory)!r} is not an exported model: {WEIGHTS_FILE} is missing")
-    builder = _BUILDERS.get(architecture.get("method"))
-    if builder is None:
+    from raytailor.methods import methods
+
+    method = methods().get(architecture.get("method"))
+    if method is None:
         raise ExportError(f"{directory}: unknown method {architecture.get('method')!r}")
-    model = builder(architecture)
+    model = method.rebuild(architecture)
     model.load_state_dict(load_file(str(weights)), strict=True)
     return model.to(device).eval()
-
-
-def _build_nettailor(architecture: dict[str, Any]) -> nn.Module:
-    from raytailor.nettailor.compaction import build_path_network
-    from raytailor.nettailor.graph import Path as GraphPath
-
-    return build_path_network(
-        arch=architecture["arch"], num_classes=architecture["num_classes"],
-        paths=[GraphPath.from_list(p) for p in architecture["paths"]],
-        image_size=architecture["input"]["image_size"],
-    )
-
-
-def _build_transtailor(architecture: dict[str, Any]) -> nn.Module:
-    from raytailor.transtailor.rebuild import rebuild_pruned
-
-    return rebuild_pruned(arch=architecture["arch"], num_classes=architecture["num_classes"],
-                          widths=architecture["widths"])
-
-
-_BUILDERS = {"nettailor": _build_nettailor, "transtailor": _build_transtailor}

@@ -61,20 +61,21 @@ def _leanest_cost(run_dir: Path) -> str:
 
 
 def _tailor_run_model(run_dir: Path, which: str) -> tuple[Path, Path]:
-    chosen = json.loads((run_dir / "result.json").read_text()).get("chosen_iteration")
+    result = json.loads((run_dir / "result.json").read_text())
+    chosen = result.get("chosen_submodel", result.get("chosen_iteration"))  # the latter: older runs
     if which == "leanest" or (chosen is not None and which == f"it{chosen}"):
         read_architecture(run_dir / "model")
         return run_dir / "model", run_dir / "result.json"
     kept = sorted(p.name for p in (run_dir / "submodels").glob("it*"))
     folder = run_dir / "submodels" / which
     if which not in kept:
-        chain = [f"it{r['submodel']}" for r in json.loads((run_dir / "result.json").read_text()).get("chain", [])]
+        chain = [f"it{r['submodel']}" for r in result.get("submodels", result.get("chain", []))]
         choices = f"(kept: {', '.join(kept + [f'it{chosen}'] if chosen is not None else kept) or 'none'}, " \
                   "or leanest for the chosen model)"
         if which in chain:
-            raise ExportError(f"sub-model {which!r} of {run_dir} was not kept: another sub-model of its chain "
-                              f"dominates it {choices}")
-        raise ExportError(f"{which!r} is not a sub-model of {run_dir}; its chain has {', '.join(chain) or 'none'} "
+            raise ExportError(f"sub-model {which!r} of {run_dir} was not kept: another sub-model of the run "
+                              f"dominates it or it missed the accuracy target {choices}")
+        raise ExportError(f"{which!r} is not a sub-model of {run_dir}; it has {', '.join(chain) or 'none'} "
                           f"{choices}")
     read_architecture(folder / "model")
     return folder / "model", folder / "result.json"

@@ -111,7 +111,7 @@ class TailoredRun:
     metrics: dict[str, Any]
     architecture: dict[str, Any]
     hyperparameters: dict[str, Any]
-    # TransTailor: the other sub-models worth keeping (see _transtailor), saved beside the model
+    # the other sub-models worth keeping (see run_method), saved beside the model
     submodels: list[TailoredRun] = dataclasses.field(default_factory=list)
 
 
@@ -119,20 +119,52 @@ def run_method(
     prepared: Prepared, teacher: BlockNetwork, values: dict[str, Any], *,
     on_epoch: EpochCallback | None = None, verbose: bool = True, accuracy_target: float | None = None,
 ) -> TailoredRun:
-    """Tailor with hyper-parameter ``values``; metrics are counted on the final module.
+    """Tailor with hyper-parameter ``values``; ``tailor`` and every search trial run exactly this.
 
-    ``tailor`` and every search trial run exactly this. A search passes its
-    ``accuracy_target`` so that TransTailor keeps no sub-model that could never be selected."""
+    The method yields its sub-models (``raytailor.methods``); each is measured on the module
+    itself (val, test, params, MACs), reported as one step of the ``submodels`` stage, and listed
+    in ``metrics["submodels"]``. The chosen one is the method's own pick if it makes one
+    (TransTailor's tau), else the leanest that meets ``accuracy_target`` on validation (the most
+    accurate if none does). Besides it, ``submodels`` keeps those on the run's own front over the
+    spec's objectives that meet the target: one off that front cannot be on a search's front
+    for those objectives, nor can an infeasible one."""
+    from raytailor.methods import get_method
+    from raytailor.pareto import leanest, leanest_cost, mark_front, meets_target
+
     spec = prepared.spec
+    method = get_method(spec.method)
     config = spec.method_config(values)
     torch.manual_seed(spec.data.seed)
-    loaders = {"train_loader": prepared.loader("train", batch_size=config.batch_size, train=True),
-               "val_loader": prepared.loader("val", batch_size=256), "on_epoch": on_epoch, "verbose": verbose}
-    if spec.method == "transtailor":
-        return _transtailor(prepared, config, loaders, accuracy_target)
-    model, task_modules, details, architecture = _nettailor(prepared, teacher, config, loaders)
-    metrics = {**model_metrics(prepared, model, task_modules), **details}
-    return TailoredRun(model, metrics, _architecture(prepared, architecture), dataclasses.asdict(config))
+    outcome = method.tailor(
+        prepared.pretrained, teacher, config, image_size=spec.data.image_size,
+        train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
+        val_loader=prepared.loader("val", batch_size=256), report=on_epoch, verbose=verbose,
+    )
+    hyperparameters = dataclasses.asdict(config)
+    runs = []
+    for k, candidate in enumerate(outcome.candidates):
+        module = candidate.model.to(prepared.device)
+        metrics = {**model_metrics(prepared, module, candidate.task_modules), "submodel": k, **candidate.details,
+                   "own_hyperparameters": candidate.params}
+        module.cpu()  # one sub-model at a time on the accelerator
+        if on_epoch is not None:
+            on_epoch("submodels", k, {key: float(metrics[key]) for key in ("val_accuracy", "macs", "params")})
+        runs.append(TailoredRun(module, metrics, _architecture(prepared, candidate.architecture),
+                                {**hyperparameters, **candidate.params}))
+    rows = mark_front([{**r.metrics, "status": "TERMINATED",
+                        "feasible": meets_target(r.metrics["val_accuracy"], accuracy_target)}
+                       for r in runs], spec.objectives)
+    if outcome.chosen is not None:
+        chosen = runs[outcome.chosen]
+    else:
+        pick = leanest(rows, cost=leanest_cost(spec.objectives))
+        chosen = runs[pick["submodel"]] if pick else max(runs, key=lambda r: r.metrics["val_accuracy"])
+    records = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
+    chosen.metrics = {**chosen.metrics, **outcome.details, "chosen_submodel": chosen.metrics["submodel"],
+                      "submodels": records}
+    chosen.submodels = [r for r, record in zip(runs, records) if record["kept"] and r is not chosen]
+    chosen.model.to(prepared.device)
+    return chosen
 
 
 def _architecture(prepared: Prepared, specific: dict[str, Any]) -> dict[str, Any]:
@@ -141,60 +173,9 @@ def _architecture(prepared: Prepared, specific: dict[str, Any]) -> dict[str, Any
             "input": input_description(prepared), **specific}
 
 
-def _nettailor(prepared: Prepared, teacher: BlockNetwork, config: Any, loaders: dict) -> tuple:
-    from raytailor.nettailor.pipeline import run_nettailor
-
-    outcome = run_nettailor(prepared.pretrained, teacher, config=config,
-                            image_size=prepared.spec.data.image_size, **loaders)
-    model = outcome.model
-    details = {
-        "blocks_kept": sum(p.kind == "block" for p in outcome.survivors),
-        "blocks_total": prepared.pretrained.num_blocks,
-        "proxies_kept": sum(p.kind == "proxy" for p in outcome.survivors),
-    }
-    return model, model.task_modules(), details, {"paths": [p.to_list() for p in model.paths]}
-
-
-def _transtailor(prepared: Prepared, config: Any, loaders: dict, accuracy_target: float | None) -> TailoredRun:
-    """Filter pruning needs no distillation teacher; the teacher stays the accuracy reference.
-
-    Every sub-model of the chain (W*, then one per iteration, the one tau rejected included) is
-    measured like the chosen one, and listed in ``metrics["chain"]``. Besides the chosen one,
-    ``submodels`` keeps those on the chain's own front over the spec's objectives (no other
-    sub-model of the chain dominates them) that meet ``accuracy_target`` if one is given: a
-    sub-model off that front cannot be on a search's front for those objectives, nor can an
-    infeasible one."""
-    from raytailor.pareto import mark_front, meets_target
-    from raytailor.transtailor.pipeline import run_transtailor
-    from raytailor.transtailor.rebuild import layer_widths
-
-    outcome = run_transtailor(prepared.pretrained, config=config, image_size=prepared.spec.data.image_size,
-                              **loaders)
-    hyperparameters = dataclasses.asdict(config)
-    runs = []
-    for record, module in zip(outcome.chain, outcome.submodels):
-        module = module.to(prepared.device)
-        # every weight was fine-tuned and every layer may be narrower: the whole model is the task's
-        metrics = {**model_metrics(prepared, module, [module]), "submodel": record["iteration"],
-                   "accepted": record["accepted"], "filters_removed": record["filters_removed"]}
-        module.cpu()  # one sub-model at a time on the accelerator
-        runs.append(TailoredRun(module, metrics, _architecture(prepared, {"widths": layer_widths(module)}),
-                                hyperparameters))
-    rows = mark_front([{**r.metrics, "status": "TERMINATED",
-                        "feasible": meets_target(r.metrics["val_accuracy"], accuracy_target)}
-                       for r in runs], prepared.spec.objectives)
-    chosen = runs[outcome.chosen_iteration]
-    chain = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
-    chosen.metrics |= {"iterations": len(outcome.chain) - 1, "chosen_iteration": outcome.chosen_iteration,
-                       "stop_reason": outcome.stop_reason, "chain": chain}
-    chosen.submodels = [r for r, record in zip(runs, chain) if record["kept"] and r is not chosen]
-    chosen.model.to(prepared.device)
-    return chosen
-
-
 def submodel_dir(run_dir: Path, iteration: int, *, chosen: bool = False) -> Path:
-    """Where ``save_run`` puts TransTailor sub-model ``iteration`` (a run folder of its own);
-    the chosen sub-model is the run itself."""
+    """Where ``save_run`` puts sub-model ``iteration`` (a run folder of its own); the chosen
+    sub-model is the run itself."""
     return run_dir if chosen else run_dir / "submodels" / f"it{iteration}"
 
 
@@ -222,10 +203,11 @@ def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str
     prepared = prepare(spec)
     teacher = fit_teacher(prepared, verbose=verbose)
     teacher_metrics = model_metrics(prepared, teacher, [teacher])  # fine-tuning: all params are the task's
-    run = run_method(prepared, teacher, spec.hyperparameters(), verbose=verbose)
+    accuracy_target = teacher_metrics["val_accuracy"] - spec.target.max_drop
+    run = run_method(prepared, teacher, spec.hyperparameters(), verbose=verbose, accuracy_target=accuracy_target)
     result = save_run(
         run, out_dir, name=spec.name, method=spec.method, backbone=spec.backbone.arch,
-        image_size=spec.data.image_size, teacher=teacher_metrics,
+        image_size=spec.data.image_size, teacher=teacher_metrics, accuracy_target=accuracy_target,
         seconds=round(time.perf_counter() - started, 1),
     )
     if verbose:

@@ -18,10 +18,7 @@ from typing import Any
 import yaml
 
 from raytailor.errors import SpecError
-from raytailor.nettailor.config import NetTailorConfig
-from raytailor.transtailor.config import TransTailorConfig
-
-METHODS: dict[str, type] = {"nettailor": NetTailorConfig, "transtailor": TransTailorConfig}
+from raytailor.methods import get_method, methods
 OBJECTIVES = ("accuracy", "macs", "params", "task_params")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
@@ -116,7 +113,7 @@ class Spec:
     def method_config(self, values: dict[str, Any] | None = None):
         """The method's config dataclass built from ``values`` (default: ``hyperparameters()``)."""
         values = self.hyperparameters() if values is None else values
-        config = METHODS[self.method]
+        config = get_method(self.method).config_type
         hints = typing.get_type_hints(config)
         values = {k: _coerce(v, hints[k], k) if k in hints else v for k, v in values.items()}
         try:
@@ -201,7 +198,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def _method_fields(method: Any) -> set[str]:
-    config = METHODS.get(method) if isinstance(method, str) else None
+    config = methods()[method].config_type if isinstance(method, str) and method in methods() else None
     return {f.name for f in dataclasses.fields(config)} if config else set()
 
 
@@ -273,7 +270,7 @@ def _validate(spec: Spec) -> None:
         if not ok:
             raise SpecError(message)
 
-    need(spec.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {spec.method!r}")
+    need(spec.method in methods(), f"method must be one of {', '.join(sorted(methods()))}, got {spec.method!r}")
     need(spec.backbone.arch in list_backbones(),
          f"backbone.arch {spec.backbone.arch!r} is unknown; choose one of {', '.join(list_backbones())}")
     need(spec.data.image_size >= 8, f"data.image_size must be >= 8, got {spec.data.image_size}")

@@ -40,8 +40,8 @@ def test_transtailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task):
     prepared, teacher, reference = demo_task
     metrics = tailor("transtailor", prepared, teacher)
     _assert_near_teacher("transtailor", metrics, reference)
-    chain = metrics["chain"]
+    chain = metrics["submodels"]
     assert [r["submodel"] for r in chain] == [0, 1, 2]
     assert chain[0]["macs"] == reference["macs"]  # W* is the whole network
     assert chain[2]["macs"] < 0.7 * reference["macs"]  # two steps of 20 % of W*'s MACs each
-    assert metrics["macs"] == chain[metrics["chosen_iteration"]]["macs"]
+    assert metrics["macs"] == chain[metrics["chosen_submodel"]]["macs"]

@@ -29,7 +29,9 @@ TINY = {
     "space": {"skips": {"choices": [1, 2], "default": 2},
               "blocks_removed": {"low": 0, "high": 4, "default": 2},
               "gamma1": {"low": 0.1, "high": 1.0, "log": True, "default": 0.3, "when": {"skips": 2}}},
-    "fixed": {"student_epochs": 1, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0},
+    # one student, many prunings: each trial also prunes its student with K = 0 and K = 4
+    "fixed": {"student_epochs": 1, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0,
+              "prune_blocks": [0, 4]},
     "device": "cpu",
 }
 
@@ -121,8 +123,25 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     rows = pq.read_table(out / "trials.parquet").to_pylist()
     assert len(rows) == 4 and all(r["status"] in ("TERMINATED", "ERROR") for r in rows)
     study = optuna.load_study(study_name=out.name, storage=journal_storage(out / "optuna.journal"))
-    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    assert all(t.state.is_finished() for t in study.trials)
+    sampled = [t for t in study.trials if "ray_trial_id" not in t.user_attrs]
+    assert len(sampled) == 4
     # (failed trials and their reasons: test_unreachable_target_...; here a trial may fail or not)
+
+    # every pruning of every trial's student is a sub-model row, and the sampler saw each one
+    submodels = pq.read_table(out / "submodels.parquet").to_pylist()
+    for trial in (r for r in rows if r["status"] == "TERMINATED"):
+        own = [r for r in submodels if r["trial_id"].rsplit("-it", 1)[0] == trial["trial_id"]]
+        assert [r["submodel"] for r in own] == list(range(len(own))) and len(own) >= 2
+        assert {r["blocks_removed"] for r in own[1:]} <= {0, 4}  # it0 is the sampled pruning
+        (chosen,) = [r for r in own if r["chosen"]]
+        assert {k: chosen[k] for k in ("val_accuracy", "macs", "blocks_removed")} == {
+            k: trial[k] for k in ("val_accuracy", "macs", "blocks_removed")}
+        told = [t for t in study.trials if t.user_attrs.get("ray_trial_id", "").endswith(trial["trial_id"])]
+        assert len(told) == len(own) - 1 and all(r["blocks_removed"] != own[0]["blocks_removed"] for r in own[1:])
+        for t in told:
+            (row,) = [r for r in own if r["submodel"] == t.user_attrs["submodel"]]
+            assert t.params["blocks_removed"] == row["blocks_removed"] and t.values == [row["val_accuracy"], row["macs"]]
     for trial_id, row in finished.items():  # kept, not redone
         again = next(r for r in rows if r["trial_id"] == trial_id)
         assert again["val_accuracy"] == row["val_accuracy"] and again["macs"] == row["macs"]
@@ -166,8 +185,9 @@ def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypa
     from raytailor.spec import parse_spec
 
     monkeypatch.setenv("RAYTAILOR_CACHE", str(tmp_path / "cache"))
+    one_pruning = {k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}  # placement under test
     spec = parse_spec({**TINY, "search": {**TINY["search"], "trials": 6, "max_concurrent": 2},
-                       "data": {**TINY["data"], "samples_per_class": None}})
+                       "data": {**TINY["data"], "samples_per_class": None}, "fixed": one_pruning})
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     try:
@@ -247,7 +267,7 @@ def test_transtailor_search_puts_every_submodel_on_the_table(tmp_path, env, caps
     trial_dir = next(p for p in (out / "trials").iterdir() if p.is_dir())
     events = EventAccumulator(str(trial_dir))
     events.Reload()  # the chain as a curve: one step per sub-model
-    assert len(events.Scalars("ray/tune/chain/macs")) == 3
+    assert len(events.Scalars("ray/tune/submodels/macs")) == 3
     w_star = [r for r in rows if r["submodel"] == 0]
     assert all(r["macs"] == w_star[0]["macs"] for r in w_star)  # W* is the unpruned network
     front = pq.read_table(out / "pareto.parquet").to_pylist()
@@ -332,12 +352,13 @@ def test_search_with_a_real_target_keeps_infeasible_models_off_the_front_and_rep
     assert lean["macs"] < kept["macs"] and lean["params"] < kept["params"]  # leaner, but below target
     # the front, the models and the leanest pick consider feasible models only
     assert not lean["on_front"] and kept["on_front"]
+    kept_model = f"{kept['trial_id']}-it0"  # its one pruning: sub-model 0
     front = pq.read_table(tmp_path / "first" / "pareto.parquet").to_pylist()
-    assert [r["trial_id"] for r in front] == [kept["trial_id"]]
-    assert sorted(p.name for p in (tmp_path / "first" / "models").iterdir()) == [kept["trial_id"]]
+    assert [r["trial_id"] for r in front] == [kept_model]
+    assert sorted(p.name for p in (tmp_path / "first" / "models").iterdir()) == [kept_model]
     summary = json.loads((tmp_path / "first" / "summary.json").read_text())
-    assert summary["feasible"] == 1 and summary["leanest"]["trial_id"] == kept["trial_id"]
-    assert f"leanest feasible: {kept['trial_id']}" in first.stderr
+    assert summary["feasible"] == 1 and summary["leanest"]["trial_id"] == kept_model
+    assert f"leanest feasible: {kept_model}" in first.stderr
     # the journal holds the constraint: target - val accuracy, feasible when <= 0
     study = _study(tmp_path / "first")
     by_value = {t.params["blocks_removed"]: t for t in study.trials}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,11 @@ class NetTailorConfig:
     batch_size: int = 32
     weight_decay: float = 5e-4    # not applied to attention logits
     momentum: float = 0.9
+    # One student, many prunings: the trained student is also pruned with every other (theta, K)
+    # of the grid prune_thetas x prune_blocks (each with theta / blocks_removed added); each
+    # distinct pruning is fine-tuned and is a sub-model. Empty: the one (theta, blocks_removed).
+    prune_thetas: list[float] = field(default_factory=list)
+    prune_blocks: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         checks = [
@@ -34,6 +39,8 @@ class NetTailorConfig:
             (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
             (self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0"),
         ]
+        checks += [(0 <= t < 1, "prune_thetas", t, "values in [0, 1)") for t in self.prune_thetas]
+        checks += [(isinstance(k, int) and k >= 0, "prune_blocks", k, "integers >= 0") for k in self.prune_blocks]
         for ok, name, value, rule in checks:
             if not ok:
                 raise ValueError(f"{name} must be {rule}, got {value!r}")

@@ -1,4 +1,4 @@
-"""NetTailor end to end (paper Sec. 3.2): student -> prune -> compact -> fine-tune.
+"""NetTailor end to end (paper Sec. 3.2): student -> prune (one or many ways) -> compact -> fine-tune.
 
 Plain PyTorch, no Ray: the search runs exactly this once per trial.
 """
@@ -22,14 +22,45 @@ from raytailor.nettailor.distillation import teacher_loss
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.pruning import select_survivors
+from raytailor.errors import TailoringError
 from raytailor.train import EpochCallback, OptimConfig, StepLoss, fit, sgd
 
 
 @dataclass
-class NetTailorOutcome:
-    model: PathNetwork            # compacted and fine-tuned
+class Pruning:
+    """One pruning of the trained student: its (theta, K), what survived, the fine-tuned model."""
+
+    theta: float
+    blocks_removed: int
     survivors: list[Path]
+    model: PathNetwork            # compacted and fine-tuned
+
+
+@dataclass
+class NetTailorOutcome:
+    prunings: list[Pruning]       # one per distinct set of surviving paths; the run's own (theta, K) first
     attention: dict[str, float]   # student attention per path before pruning
+    duplicates: int = 0           # grid points whose survivors an earlier pruning already had
+    empty: int = 0                # grid points that left no path to the classifier
+
+    @property
+    def model(self) -> PathNetwork:
+        return self.prunings[0].model
+
+    @property
+    def survivors(self) -> list[Path]:
+        return self.prunings[0].survivors
+
+
+def pruning_grid(config: NetTailorConfig) -> list[tuple[float, int]]:
+    """The (theta, K) pairs one trained student is pruned with: the run's own ``theta`` and
+    ``blocks_removed`` first, then every other pair of the grid ``prune_thetas`` x ``prune_blocks``
+    (each list includes the run's own value). Only (theta, K) decide which paths survive a
+    trained student, so one student serves them all (the paper sweeps K the same way, Sec. 4)."""
+    own = (config.theta, config.blocks_removed)
+    thetas = sorted({config.theta, *config.prune_thetas})
+    blocks = sorted({config.blocks_removed, *config.prune_blocks})
+    return [own] + [(t, k) for t in thetas for k in blocks if (t, k) != own]
 
 
 def build_student(pretrained: BlockNetwork, teacher: BlockNetwork, *, skips: int, image_size: int) -> PathNetwork:
@@ -117,10 +148,12 @@ def run_nettailor(
     train_loader: TensorLoader, val_loader: TensorLoader,
     on_epoch: EpochCallback | None = None, verbose: bool = True,
 ) -> NetTailorOutcome:
-    if config.blocks_removed > pretrained.num_blocks:
-        raise ValueError(
-            f"blocks_removed must be <= the backbone's {pretrained.num_blocks} blocks, got {config.blocks_removed}"
-        )
+    """Train one student, then prune it with every (theta, K) of ``pruning_grid`` and fine-tune
+    each distinct pruning. Raises if no pruning leaves a path to the classifier."""
+    grid = pruning_grid(config)
+    too_many = max(k for _, k in grid)
+    if too_many > pretrained.num_blocks:
+        raise ValueError(f"blocks_removed must be <= the backbone's {pretrained.num_blocks} blocks, got {too_many}")
     student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size)
     train_paths(
         student, teacher, stage="student", gamma1=config.gamma1, gamma2=config.gamma2,
@@ -128,23 +161,35 @@ def run_nettailor(
         train_loader=train_loader, val_loader=val_loader, on_epoch=on_epoch, verbose=verbose,
     )
     alpha = student.attention_weights().detach().cpu().tolist()
-    survivors = select_survivors(
-        student.paths, alpha, theta=config.theta, blocks_removed=config.blocks_removed,
-        last_node=student.num_nodes,
-    )
-    tailored = compact(student, survivors)
-    if verbose:
-        blocks = sum(p.kind == "block" for p in survivors)
-        print(f"[prune] kept {blocks}/{student.num_nodes} blocks and "
-              f"{len(survivors) - blocks}/{len(student.proxies)} proxies", file=sys.stderr, flush=True)
-    if config.finetune_epochs > 0:
-        train_paths(
-            tailored, teacher, stage="finetune", gamma1=0.0, gamma2=config.gamma2,
-            optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
-            train_loader=train_loader, val_loader=val_loader, on_epoch=on_epoch, verbose=verbose,
-        )
-    tailored.eval()
-    return NetTailorOutcome(
-        model=tailored, survivors=survivors,
-        attention={p.name: a for p, a in zip(student.paths, alpha)},
-    )
+    outcome = NetTailorOutcome(prunings=[], attention={p.name: a for p, a in zip(student.paths, alpha)})
+    seen: set[frozenset[Path]] = set()
+    failure: TailoringError | None = None
+    for theta, blocks_removed in grid:
+        try:
+            survivors = select_survivors(student.paths, alpha, theta=theta, blocks_removed=blocks_removed,
+                                         last_node=student.num_nodes)
+        except TailoringError as error:
+            outcome.empty += 1
+            failure = failure or error
+            continue
+        if frozenset(survivors) in seen:
+            outcome.duplicates += 1
+            continue
+        seen.add(frozenset(survivors))
+        tailored = compact(student, survivors)
+        if verbose:
+            blocks = sum(p.kind == "block" for p in survivors)
+            print(f"[prune] theta {theta:g}, K {blocks_removed}: kept {blocks}/{student.num_nodes} blocks and "
+                  f"{len(survivors) - blocks}/{len(student.proxies)} proxies", file=sys.stderr, flush=True)
+        if config.finetune_epochs > 0:
+            k = len(outcome.prunings)
+            train_paths(
+                tailored, teacher, stage="finetune" if k == 0 else f"finetune_{k}", gamma1=0.0, gamma2=config.gamma2,
+                optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
+                train_loader=train_loader, val_loader=val_loader, on_epoch=on_epoch, verbose=verbose,
+            )
+        tailored.eval()
+        outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))
+    if not outcome.prunings:
+        raise failure
+    return outcome

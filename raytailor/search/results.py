@@ -55,8 +55,9 @@ def trial_row(trial_id: str, config: dict, metrics: dict | None, error: bool, sp
 def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple[list[dict], dict[str, tuple]]:
     """Rows and {row id: (checkpoint, folder inside it)} from a Ray ``ResultGrid``.
 
-    A finished TransTailor trial contributes one row per sub-model of its chain (read from the
-    checkpoint's result.json); only the sub-models it kept have weights to export."""
+    A finished trial contributes one row per sub-model (read from the checkpoint's result.json;
+    a sub-model's own hyper-parameters, a NetTailor pruning's theta and K, replace the trial's);
+    only the sub-models it kept have weights to export."""
     by_trial, checkpoints = {}, {}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
@@ -68,10 +69,11 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
             if result.checkpoint is not None and row["status"] == "TERMINATED":
                 checkpoints[trial_id] = (result.checkpoint, ".")
             continue
-        chosen = result.metrics.get("chosen_iteration")
+        chosen = result.metrics.get("chosen_submodel", result.metrics.get("chosen_iteration"))
         for record in chain:
             k = record["submodel"]
-            sub = {**row, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
+            own = {k: v for k, v in (record.get("own_hyperparameters") or {}).items() if k in spec.space}
+            sub = {**row, **own, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
                    "submodel": k, "chosen": k == chosen, "_trial": trial_id,
                    "feasible": meets_target(record["val_accuracy"], accuracy_target)}
             rows.append(sub)
@@ -81,18 +83,19 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
 
 
 def _chain(checkpoint: Any) -> list[dict] | None:
-    """The TransTailor chain of a trial's result.json; None for NetTailor, and for trials
-    written before sub-models were measured (no ``submodel`` key), which stay one row."""
+    """The sub-models listed in a trial's result.json (``chain`` in searches written before every
+    method had sub-models); None for trials written before sub-models were measured (no
+    ``submodel`` key), which stay one row."""
     with checkpoint.as_directory() as folder:
         result = Path(folder) / "result.json"
-        chain = json.loads(result.read_text()).get("chain") if result.is_file() else None
+        saved = json.loads(result.read_text()) if result.is_file() else {}
+    chain = saved.get("submodels", saved.get("chain"))
     return chain if chain and all("submodel" in record for record in chain) else None
 
 
 def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
                   metadata: dict[str, str], verbose: bool = True) -> dict | None:
-    """trials.parquet (one row per trial), submodels.parquet (TransTailor: one row per
-    sub-model), pareto.parquet + pareto.png + models/<id>/ (the front over every model);
+    """trials.parquet (one row per trial), submodels.parquet (one row per sub-model), pareto.parquet + pareto.png + models/<id>/ (the front over every model);
     returns the leanest row."""
     rows = mark_front(rows, spec.objectives)
     types = hyperparameter_types(spec)

@@ -66,11 +66,11 @@ def _trainable(spec: Spec, shared: Any):
                                {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
-def _run_config(spec: Spec, storage: str, verbose: bool):
+def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None = None):
     from ray import tune
 
     # verbose: Ray's live trial table, and each trial's final metrics as it completes
-    return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0,
+    return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0, callbacks=callbacks,
                           failure_config=tune.FailureConfig(max_failures=0))
 
 
@@ -82,6 +82,7 @@ def run_search(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from raytailor.search.callbacks import SubmodelsToStudy
     from raytailor.search.prepare import prepare_shared
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
 
@@ -115,7 +116,9 @@ def run_search(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             num_samples=spec.search.trials,
         ),
-        run_config=_run_config(spec, location, verbose),
+        run_config=_run_config(spec, location, verbose, callbacks=[SubmodelsToStudy(
+            journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space, metrics=metrics,
+            accuracy_target=shared.accuracy_target)]),
     )
     results = tuner.fit()
     return _finish(out_dir, spec, results, shared, verbose)

@@ -21,6 +21,7 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
+from raytailor.search.trainable import SAMPLED
 
 CONSTRAINT = "accuracy_target"
 
@@ -57,13 +58,20 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
-        values = [result.get(m) if result else None for m in self.metric]
+        # the sub-model of the sampled hyper-parameters (``sampled/...``, see trainable.py): a
+        # NetTailor trial may choose another pruning, which the sampler learns as a trial of its own
+        values = [result.get(f"{SAMPLED}/{m}", result.get(m)) if result else None for m in self.metric]
         finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
         if error or not finite:
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
-        ot_trial.set_constraint(CONSTRAINT, self.accuracy_target - result["val_accuracy"])
+        accuracy = result.get(f"{SAMPLED}/val_accuracy", result["val_accuracy"])
+        if not math.isfinite(accuracy):
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
+        ot_trial.set_constraint(CONSTRAINT, self.accuracy_target - accuracy)
         self._ot_study.tell(ot_trial, values, state=optuna.trial.TrialState.COMPLETE)
         self._completed_trials.add(trial_id)
 
@@ -103,3 +111,35 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
         with open(checkpoint_path, "rb") as handle:
             self.__setstate__(pickle.load(handle))
+
+
+def add_submodel_trials(
+    study: optuna.Study, *, space: dict, config: dict, records: list[dict], metrics: list[str],
+    accuracy_target: float, trial_id: str,
+) -> int:
+    """Tell the study every sub-model of a finished trial that stands for other sampled values
+    than the trial's own (a NetTailor pruning at another theta or K), as a finished trial with its
+    own parameters, objective values and constraint. The trial's own point is told by the
+    searcher. Sub-models outside the space's ranges, or with a missing value, are left out.
+    Returns how many were added."""
+    from raytailor.search.space import distribution, sampled_params
+
+    base = sampled_params(space, config)
+    distributions = {name: distribution(space[name]) for name in base}
+    added = 0
+    for record in records:
+        own = {k: v for k, v in (record.get("own_hyperparameters") or {}).items() if k in base}
+        params = {**base, **own}
+        values = [record.get(m) for m in metrics]
+        if params == base or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            continue
+        if not all(distributions[k]._contains(distributions[k].to_internal_repr(v)) for k, v in own.items()):
+            continue
+        frozen = optuna.trial.create_trial(
+            params=params, distributions=distributions, values=values,
+            user_attrs={"ray_trial_id": trial_id, "submodel": record["submodel"]},
+        )
+        frozen.set_constraint(CONSTRAINT, accuracy_target - record["val_accuracy"])
+        study.add_trial(frozen)
+        added += 1
+    return added

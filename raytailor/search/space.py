@@ -35,6 +35,27 @@ def sample(trial: Any, name: str, param: ParamSpec) -> Any:
     return trial.suggest_float(name, param.low, param.high, log=param.log, step=param.step)
 
 
+def distribution(param: ParamSpec) -> Any:
+    """The Optuna distribution ``sample`` draws ``param`` from."""
+    import optuna
+
+    if param.choices is not None:
+        return optuna.distributions.CategoricalDistribution(param.choices)
+    if is_integer_range(param):
+        step = int(param.step) if param.step is not None else 1
+        return optuna.distributions.IntDistribution(param.low, param.high, step=step, log=param.log)
+    return optuna.distributions.FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
+def sampled_params(space: dict[str, ParamSpec], config: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``config`` that were sampled: the entries whose condition held."""
+    values: dict[str, Any] = {}
+    for name in sampling_order(space):
+        if condition_holds(space[name], values):
+            values[name] = config[name]
+    return values
+
+
 class DefineByRun:
     """``f(optuna_trial) -> constants``: samples active entries, returns defaults of inactive ones.
 

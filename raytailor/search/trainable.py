@@ -20,13 +20,32 @@ from raytailor.run import run_method, save_run
 from raytailor.search.shared import SharedTask
 
 
-def final_metrics(metrics: dict[str, Any], accuracy_target: float) -> dict[str, Any]:
+OBJECTIVE_METRICS = ("val_accuracy", "params", "macs", "task_params")
+SAMPLED = "sampled"  # prefix of the final report's metrics for the sub-model of the sampled values
+
+
+def sampled_submodel(metrics: dict[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
+    """The sub-model that stands for the trial's own hyper-parameter ``values``: the chosen one if
+    it does (TransTailor's sub-models all do), else the first that does (NetTailor: the pruning at
+    the sampled theta and K), None if none does (that pruning left no path)."""
+    records = metrics.get("submodels") or []
+    own = [r for r in records
+           if all(values.get(k) == v for k, v in (r.get("own_hyperparameters") or {}).items())]
+    chosen = [r for r in own if r["submodel"] == metrics.get("chosen_submodel")]
+    return (chosen or own or [None])[0]
+
+
+def final_metrics(metrics: dict[str, Any], accuracy_target: float, values: dict[str, Any]) -> dict[str, Any]:
+    """The trial's last report: its chosen sub-model's metrics (the tables, the console) and, as
+    ``sampled/<metric>``, those of the sub-model of the sampled values (what Optuna is told)."""
     import ray
 
     feasible = meets_target(metrics["val_accuracy"], accuracy_target)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}  # the
-    # TransTailor chain (a list) stays in the checkpoint's result.json
-    return {**scalars, "feasible": bool(feasible), "done": True,
+    # list of sub-models stays in the checkpoint's result.json
+    sampled = sampled_submodel(metrics, values)
+    own = {f"{SAMPLED}/{k}": float("nan") if sampled is None else sampled[k] for k in OBJECTIVE_METRICS}
+    return {**scalars, **own, "feasible": bool(feasible), "done": True,
             "node_id": ray.get_runtime_context().get_node_id()}
 
 
@@ -44,5 +63,5 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:
         raise TailoringError(str(error)) from None
     with tempfile.TemporaryDirectory() as folder:
         save_run(run, Path(folder))
-        tune.report(final_metrics(run.metrics, shared.accuracy_target),
+        tune.report(final_metrics(run.metrics, shared.accuracy_target, values),
                     checkpoint=tune.Checkpoint.from_directory(folder))

@@ -80,12 +80,6 @@ def within_tau(last_accepted: float, accuracy: float, tau: float) -> bool:
     return not (last_accepted - accuracy > tau)
 
 
-def _report_submodel(record: dict, on_epoch: EpochCallback | None) -> None:
-    """Each sub-model as one step of a "chain" stage (TensorBoard draws the chain as curves)."""
-    if on_epoch is not None:
-        on_epoch("chain", record["iteration"], {key: float(record[key]) for key in ("val_accuracy", "macs", "params")})
-
-
 def _cpu_copy(network: BlockNetwork) -> BlockNetwork:
     """A sub-model kept for the search's Pareto export (the CPU spares accelerator memory)."""
     return copy.deepcopy(network).cpu().eval()
@@ -129,7 +123,6 @@ def run_transtailor(
     outcome.chain.append(_record(network, iteration=0, accuracy=last_accepted, image_size=image_size,
                                  filters_removed=0, accepted=True))
     outcome.submodels.append(_cpu_copy(network))
-    _report_submodel(outcome.chain[-1], on_epoch)
     step = {"macs_budget": round(config.prune_fraction * base_macs)} if config.prune_fraction \
         else {"filters": config.prune_filters}
 
@@ -172,7 +165,6 @@ def run_transtailor(
                                      image_size=image_size, filters_removed=pruned.filters_removed,
                                      accepted=accepted))
         outcome.submodels.append(_cpu_copy(network))
-        _report_submodel(outcome.chain[-1], on_epoch)
         if verbose:
             print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (last accepted {last_accepted:.2f}%), "
                   f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",

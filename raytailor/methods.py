@@ -1,0 +1,102 @@
+"""The one contract every tailoring method honours, and the registry that finds them.
+
+A method turns (prepared task, teacher, config) into *candidates*: the sub-models it built,
+each a module that is physically what would be exported. ``run.py`` measures every candidate
+on the module itself, picks one, and saves what is worth keeping; the search layer and the
+tables see only those measured rows. Nothing outside a method's package knows what its
+candidates are (NetTailor: the prunings of one trained student; TransTailor: the steps of its
+chain).
+
+A method lives in ``raytailor/<package>/method.py`` as ``METHOD``, an instance of a
+``TailoringMethod`` subclass; ``get_method(name)`` finds it by scanning the packages, so a new
+method needs no change outside its own package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from raytailor.errors import SpecError
+
+if TYPE_CHECKING:
+    from raytailor.backbones import BlockNetwork
+    from raytailor.data import TensorLoader
+
+# (stage, step, metrics): per-epoch training reports, one callback for every method and stage
+Report = Callable[[str, int, dict[str, float]], None]
+
+
+@dataclass
+class Candidate:
+    """One sub-model a method produced."""
+
+    model: nn.Module                  # what would be exported (the run measures params/MACs on it)
+    task_modules: list[nn.Module]     # what the task adds to the shared backbone (task_params)
+    architecture: dict[str, Any]      # the method's part of architecture.json; ``rebuild`` reads it
+    details: dict[str, Any] = field(default_factory=dict)  # scalars for result.json and the tables
+    # hyper-parameters this sub-model stands for where they differ from the run's values (a
+    # NetTailor pruning's theta and K); a search tells the sampler about it with these
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodOutcome:
+    candidates: list[Candidate]       # sub-model k is candidates[k]
+    # the method's own pick (TransTailor: tau's last accepted sub-model); None: the run picks the
+    # leanest sub-model that meets the accuracy target (the most accurate if none does)
+    chosen: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # run-level scalars (iterations, stop_reason)
+
+
+class TailoringMethod:
+    """Subclass and set ``name`` and ``config_type``; implement ``tailor`` and ``rebuild``."""
+
+    name: str
+    config_type: type
+
+    def tailor(self, pretrained: BlockNetwork, teacher: BlockNetwork, config: Any, *, image_size: int,
+               train_loader: TensorLoader, val_loader: TensorLoader, report: Report | None,
+               verbose: bool) -> MethodOutcome:
+        """Tailor a private copy of ``pretrained`` (its classifier already has the target's classes).
+        ``teacher`` is the fine-tuned network (a distillation target, or only a reference)."""
+        raise NotImplementedError
+
+    def rebuild(self, architecture: dict[str, Any]) -> nn.Module:
+        """An empty module of the exported shape from ``architecture.json``; weights load into it."""
+        raise NotImplementedError
+
+
+def _discover() -> dict[str, TailoringMethod]:
+    import raytailor
+
+    found: dict[str, TailoringMethod] = {}
+    root = Path(raytailor.__file__).parent
+    for info in pkgutil.iter_modules([str(root)]):
+        if info.ispkg and (root / info.name / "method.py").is_file():
+            method = importlib.import_module(f"raytailor.{info.name}.method").METHOD
+            found[method.name] = method
+    return found
+
+
+_REGISTRY: dict[str, TailoringMethod] = {}
+
+
+def methods() -> dict[str, TailoringMethod]:
+    """Every method, by name."""
+    if not _REGISTRY:
+        _REGISTRY.update(_discover())
+    return _REGISTRY
+
+
+def get_method(name: str) -> TailoringMethod:
+    found = methods()
+    if name not in found:
+        raise SpecError(f"method must be one of {', '.join(sorted(found))}, got {name!r}")
+    return found[name]

@@ -1,0 +1,47 @@
+"""NetTailor behind the method contract: its candidates are the prunings of one trained student."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from raytailor.methods import Candidate, MethodOutcome, TailoringMethod
+from raytailor.nettailor.config import NetTailorConfig
+
+
+class NetTailor(TailoringMethod):
+    name = "nettailor"
+    config_type = NetTailorConfig
+
+    def tailor(self, pretrained, teacher, config, *, image_size, train_loader, val_loader, report,
+               verbose) -> MethodOutcome:
+        from raytailor.nettailor.pipeline import run_nettailor
+
+        outcome = run_nettailor(pretrained, teacher, config=config, image_size=image_size, train_loader=train_loader,
+                                val_loader=val_loader, on_epoch=report, verbose=verbose)
+        candidates = []
+        for pruning in outcome.prunings:
+            model = pruning.model
+            blocks = sum(p.kind == "block" for p in pruning.survivors)
+            candidates.append(Candidate(
+                model=model, task_modules=model.task_modules(),
+                architecture={"paths": [p.to_list() for p in model.paths]},
+                details={"blocks_kept": blocks, "blocks_total": pretrained.num_blocks,
+                         "proxies_kept": len(pruning.survivors) - blocks},
+                params={"theta": pruning.theta, "blocks_removed": pruning.blocks_removed},
+            ))
+        return MethodOutcome(candidates, details={"prunings_duplicate": outcome.duplicates,
+                                                  "prunings_empty": outcome.empty})
+
+    def rebuild(self, architecture: dict[str, Any]) -> nn.Module:
+        from raytailor.nettailor.compaction import build_path_network
+        from raytailor.nettailor.graph import Path
+
+        return build_path_network(
+            arch=architecture["arch"], num_classes=architecture["num_classes"],
+            paths=[Path.from_list(p) for p in architecture["paths"]], image_size=architecture["input"]["image_size"],
+        )
+
+
+METHOD = NetTailor()

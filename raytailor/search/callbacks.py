@@ -1,0 +1,39 @@
+"""Tune callbacks: side effects of a search that belong to no single trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+
+class SubmodelsToStudy(tune.Callback):
+    """When a trial finishes, tell the Optuna study about every sub-model that stands for other
+    sampled values than the trial's own (``searcher.add_submodel_trials``): one trained NetTailor
+    student gives the sampler a point per distinct pruning, not one per trial.
+
+    Holds only paths and plain values (it is saved with the experiment and used again by resume)."""
+
+    def __init__(self, *, journal: Path, study_name: str, space: dict, metrics: list[str],
+                 accuracy_target: float) -> None:
+        self.journal, self.study_name, self.space = Path(journal), study_name, space
+        self.metrics, self.accuracy_target = list(metrics), accuracy_target
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        import optuna
+
+        from raytailor.search.searcher import add_submodel_trials, journal_storage
+
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as folder:
+            result = Path(folder) / "result.json"
+            records = json.loads(result.read_text()).get("submodels") or [] if result.is_file() else []
+        if len(records) < 2:
+            return
+        study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
+        add_submodel_trials(study, space=self.space, config=trial.config, records=records, metrics=self.metrics,
+                            accuracy_target=self.accuracy_target, trial_id=trial.trial_id)

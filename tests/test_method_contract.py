@@ -1,0 +1,186 @@
+"""One method contract: NetTailor's prunings of one student and TransTailor's chain are both
+sub-models that run.py measures, chooses among and keeps by the same rules; a search tells
+the sampler about every sub-model."""
+
+import copy
+import math
+
+import optuna
+import pytest
+import torch
+
+from raytailor.backbones import create_backbone
+from raytailor.cost import count_params, image_macs
+from raytailor.data import TensorLoader, load_splits
+from raytailor.methods import Candidate, MethodOutcome, TailoringMethod, get_method, methods
+from raytailor.nettailor.config import NetTailorConfig
+from raytailor.nettailor.pipeline import pruning_grid, run_nettailor
+from raytailor.pareto import mark_front
+from raytailor.run import Prepared, run_method
+from raytailor.search.searcher import CONSTRAINT, add_submodel_trials
+from raytailor.search.space import DefineByRun
+from raytailor.search.trainable import sampled_submodel
+from raytailor.spec import ParamSpec, parse_spec
+
+DEMO_WEIGHTS = "asset:resnet20_shapes16.safetensors"
+
+
+def test_methods_are_found_in_their_packages():
+    assert sorted(methods()) == ["nettailor", "transtailor"]
+    assert get_method("nettailor").config_type is NetTailorConfig
+    assert all(isinstance(m, TailoringMethod) for m in methods().values())
+
+
+def test_pruning_grid_starts_with_the_runs_own_values():
+    config = NetTailorConfig(theta=0.05, blocks_removed=3, prune_thetas=[0.1, 0.05], prune_blocks=[0, 6])
+    grid = pruning_grid(config)
+    assert grid[0] == (0.05, 3) and len(grid) == len(set(grid)) == 2 * 3
+    assert set(grid) == {(t, k) for t in (0.05, 0.1) for k in (0, 3, 6)}
+    assert pruning_grid(NetTailorConfig(theta=0.2, blocks_removed=1)) == [(0.2, 1)]
+    with pytest.raises(ValueError, match="prune_blocks"):
+        NetTailorConfig(prune_blocks=[-1])
+
+
+def _task(samples_per_class=12):
+    splits = load_splits(dataset="synthetic", image_size=16, num_classes=3, samples_per_class=samples_per_class,
+                         seed=2)
+    loader = lambda split, train=False: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
+                                                     shuffle=train, seed=0)
+    return splits, loader
+
+
+def test_one_student_gives_one_distinct_pruning_per_set_of_survivors():
+    splits, loader = _task()
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    stages = []
+    # theta 0 and 1e-9 keep the same proxies (attention is never exactly 0): duplicates
+    config = NetTailorConfig(skips=1, theta=0.0, blocks_removed=2, student_epochs=1, finetune_epochs=1,
+                             prune_thetas=[1e-9, 0.5], prune_blocks=[0, 9], batch_size=16)
+    outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
+                            train_loader=loader(splits.train, True), val_loader=loader(splits.val), verbose=False,
+                            on_epoch=lambda stage, epoch, m: stages.append(stage))
+    assert stages.count("student") == 1  # one student for every pruning
+    survivors = [frozenset(p.survivors) for p in outcome.prunings]
+    assert len(set(survivors)) == len(survivors)  # no two prunings keep the same paths
+    grid = pruning_grid(config)
+    assert len(outcome.prunings) + outcome.duplicates + outcome.empty == len(grid) == 9
+    assert outcome.duplicates >= 3  # theta 1e-9 repeats theta 0 for each K
+    assert outcome.empty >= 1  # theta 0.5 and K 9 leave nothing
+    first = outcome.prunings[0]
+    assert (first.theta, first.blocks_removed) == (0.0, 2)
+    for pruning in outcome.prunings:
+        blocks = sum(p.kind == "block" for p in pruning.survivors)
+        assert blocks <= 9 - pruning.blocks_removed
+        assert {p.name for p in pruning.model.paths} == {p.name for p in pruning.survivors}
+    assert stages.count("finetune") == 1 and len({s for s in stages if s.startswith("finetune_")}) == \
+        len(outcome.prunings) - 1
+
+
+def test_run_method_measures_chooses_and_keeps_every_sub_model():
+    splits, loader = _task()
+    spec = parse_spec({
+        "name": "grid", "method": "nettailor", "backbone": {"arch": "resnet20", "weights": DEMO_WEIGHTS},
+        "data": {"dataset": "synthetic", "image_size": 16, "num_classes": 3}, "device": "cpu",
+        "space": {"blocks_removed": {"low": 0, "high": 8, "default": 1}},
+        "fixed": {"skips": 1, "theta": 0.01, "student_epochs": 1, "finetune_epochs": 1, "batch_size": 16,
+                  "prune_blocks": [4, 8]},
+    })
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    prepared = Prepared(spec=spec, splits=splits, pretrained=pretrained, device=torch.device("cpu"))
+    reported = []
+    target = 50.0
+    run = run_method(prepared, copy.deepcopy(pretrained), spec.hyperparameters(), verbose=False,
+                     accuracy_target=target, on_epoch=lambda stage, step, m: reported.append((stage, step, m)))
+    records = run.metrics["submodels"]
+    assert [r["submodel"] for r in records] == list(range(len(records))) and len(records) >= 2
+    assert [r["own_hyperparameters"]["blocks_removed"] for r in records][0] == 1  # the run's own K first
+    assert [(step, m["macs"]) for stage, step, m in reported if stage == "submodels"] == [
+        (r["submodel"], r["macs"]) for r in records]
+    # chosen: the leanest (MACs) sub-model that meets the target, else the most accurate
+    feasible = [r for r in records if r["val_accuracy"] >= target]
+    expected = min(feasible, key=lambda r: (r["macs"], -r["val_accuracy"])) if feasible else \
+        max(records, key=lambda r: r["val_accuracy"])
+    assert run.metrics["chosen_submodel"] == expected["submodel"]
+    assert run.hyperparameters["blocks_removed"] == expected["own_hyperparameters"]["blocks_removed"]
+    front = mark_front([{**r, "status": "TERMINATED", "feasible": r["val_accuracy"] >= target} for r in records],
+                       spec.objectives)
+    for record, row in zip(records, front):
+        assert record["kept"] == (row["on_front"] or record["submodel"] == expected["submodel"])
+    assert sorted(s.metrics["submodel"] for s in run.submodels) == sorted(
+        r["submodel"] for r in records if r["kept"] and r["submodel"] != expected["submodel"])
+    for sub in [run, *run.submodels]:  # measured on the module itself
+        assert count_params(sub.model) == sub.metrics["params"] and image_macs(sub.model, 16) == sub.metrics["macs"]
+
+
+class _Fixed(TailoringMethod):
+    """A method whose candidates are given: the choice and keep rules, with nothing trained."""
+
+    name = "fixed"
+
+    def __init__(self, widths, chosen=None):
+        self.widths, self.chosen = widths, chosen
+
+    def tailor(self, pretrained, teacher, config, **kwargs):
+        models = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, w), torch.nn.Linear(w, 3))
+                  for w in self.widths]
+        return MethodOutcome([Candidate(m, [m], {}, {"width": w}) for m, w in zip(models, self.widths)],
+                             chosen=self.chosen, details={"note": "x"})
+
+
+def test_a_methods_own_pick_wins_over_the_leanest(monkeypatch):
+    from raytailor import run as run_module
+
+    splits, _ = _task(samples_per_class=4)
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "synthetic", "image_size": 16, "num_classes": 3}, "device": "cpu"})
+    prepared = Prepared(spec=spec, splits=splits, pretrained=create_backbone("resnet20", num_classes=3),
+                        device=torch.device("cpu"))
+    accuracies = iter([50.0, 50.0, 60.0, 60.0, 40.0, 40.0])  # (val, test) per candidate: widths 8, 4, 2
+    monkeypatch.setattr(run_module, "evaluate", lambda model, loader: next(accuracies))
+    monkeypatch.setattr("raytailor.methods.get_method", lambda name: _Fixed([8, 4, 2], chosen=0))
+    run = run_method(prepared, None, {}, verbose=False, accuracy_target=45.0)
+    assert run.metrics["chosen_submodel"] == 0 and run.metrics["note"] == "x"
+    # width 4 dominates width 8 (more accurate, cheaper); width 2 misses the target: neither kept but the pick
+    assert [r["kept"] for r in run.metrics["submodels"]] == [True, True, False]
+    accuracies = iter([50.0, 50.0, 60.0, 60.0, 40.0, 40.0])
+    monkeypatch.setattr("raytailor.methods.get_method", lambda name: _Fixed([8, 4, 2]))
+    run = run_method(prepared, None, {}, verbose=False, accuracy_target=45.0)
+    assert run.metrics["chosen_submodel"] == 1  # the leanest feasible: width 4
+
+
+def test_sampler_is_told_every_other_pruning_as_a_trial_of_its_own(tmp_path):
+    space = {"blocks_removed": ParamSpec(low=0, high=6, default=3), "theta": ParamSpec(low=0.01, high=0.2),
+             "gamma1": ParamSpec(low=0.1, high=1.0, when={"blocks_removed": [9]})}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial({"blocks_removed": 2, "theta": 0.05})
+    trial = study.ask()
+    constants = DefineByRun(space, {"gamma1": 0.3})(trial)
+    config = {**trial.params, **constants}
+    own = {"blocks_removed": trial.params["blocks_removed"], "theta": trial.params["theta"]}
+    records = [
+        {"submodel": 0, "own_hyperparameters": own, "val_accuracy": 90.0, "macs": 100},
+        {"submodel": 1, "own_hyperparameters": {**own, "blocks_removed": 6}, "val_accuracy": 70.0, "macs": 40},
+        {"submodel": 2, "own_hyperparameters": {**own, "theta": 0.15}, "val_accuracy": 85.0, "macs": 80},
+        {"submodel": 3, "own_hyperparameters": {**own, "blocks_removed": 7}, "val_accuracy": 60.0, "macs": 30},
+        {"submodel": 4, "own_hyperparameters": {**own, "theta": 0.1}, "val_accuracy": math.nan, "macs": 50},
+    ]
+    added = add_submodel_trials(study, space=space, config=config, records=records,
+                                metrics=["val_accuracy", "macs"], accuracy_target=80.0, trial_id="abc")
+    assert added == 2  # the trial's own point, K=7 (outside 0..6) and a NaN accuracy are not told
+    extra = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [t.params for t in extra] == [{**own, "blocks_removed": 6}, {**own, "theta": 0.15}]
+    assert [t.values for t in extra] == [[70.0, 40], [85.0, 80]]
+    assert [t.constraints[CONSTRAINT] for t in extra] == [10.0, -5.0]
+    assert all(t.user_attrs["ray_trial_id"] == "abc" for t in extra)
+    assert "gamma1" not in extra[0].params  # an inactive conditional stays out
+
+
+def test_final_report_names_the_sub_model_of_the_sampled_values():
+    records = [{"submodel": 0, "own_hyperparameters": {"theta": 0.05, "blocks_removed": 2}, "val_accuracy": 90.0},
+               {"submodel": 1, "own_hyperparameters": {"theta": 0.05, "blocks_removed": 5}, "val_accuracy": 85.0}]
+    metrics = {"submodels": records, "chosen_submodel": 1}
+    assert sampled_submodel(metrics, {"theta": 0.05, "blocks_removed": 2})["submodel"] == 0
+    assert sampled_submodel(metrics, {"theta": 0.05, "blocks_removed": 5})["submodel"] == 1
+    assert sampled_submodel(metrics, {"theta": 0.1, "blocks_removed": 2}) is None
+    chain = {"submodels": [{"submodel": k, "own_hyperparameters": {}} for k in range(3)], "chosen_submodel": 2}
+    assert sampled_submodel(chain, {"tau": 1.0})["submodel"] == 2  # TransTailor: the chosen step
