@@ -184,3 +184,26 @@ def test_final_report_names_the_sub_model_of_the_sampled_values():
     assert sampled_submodel(metrics, {"theta": 0.1, "blocks_removed": 2}) is None
     chain = {"submodels": [{"submodel": k, "own_hyperparameters": {}} for k in range(3)], "chosen_submodel": 2}
     assert sampled_submodel(chain, {"tau": 1.0})["submodel"] == 2  # TransTailor: the chosen step
+
+
+def test_final_report_tells_optuna_the_sampled_sub_model(monkeypatch):
+    import ray
+
+    from raytailor.search.trainable import final_metrics
+
+    class _Context:
+        def get_node_id(self):
+            return "node"
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: _Context())
+    records = [{"submodel": 0, "own_hyperparameters": {"blocks_removed": 2}, "val_accuracy": 90.0, "params": 10,
+                "macs": 100, "task_params": 1},
+               {"submodel": 1, "own_hyperparameters": {"blocks_removed": 5}, "val_accuracy": 85.0, "params": 5,
+                "macs": 50, "task_params": 1}]
+    metrics = {**records[1], "submodels": records, "chosen_submodel": 1}  # the trial chose the leaner pruning
+    report = final_metrics(metrics, 80.0, {"blocks_removed": 2})
+    assert report["macs"] == 50 and report["feasible"] and report["done"]  # the tables: the chosen one
+    assert (report["sampled/val_accuracy"], report["sampled/macs"]) == (90.0, 100)  # Optuna: the sampled one
+    assert "submodels" not in report  # the list stays in the checkpoint
+    report = final_metrics(metrics, 80.0, {"blocks_removed": 3})  # that pruning left no path
+    assert math.isnan(report["sampled/val_accuracy"])

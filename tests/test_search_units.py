@@ -139,3 +139,18 @@ def test_every_sampler_is_built_seeded_and_reproducible(tmp_path, name):
     sampler = make_sampler(name, 3, 6)
     assert type(sampler).__name__ == {"tpe": "TPESampler", "nsga2": "NSGAIISampler", "random": "RandomSampler",
                                       "gp": "GPSampler"}[name]
+
+
+def test_searcher_tells_the_sampled_sub_models_values(tmp_path):
+    """A trial's last report holds its chosen sub-model; Optuna gets the one at the sampled values."""
+    searcher = _searcher(tmp_path)
+    for trial_id in ("chose-another", "own-pruning-empty"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_complete("chose-another", {"val_accuracy": 85.0, "macs": 5e5,
+                                                 "sampled/val_accuracy": 90.0, "sampled/macs": 1e6})
+    searcher.on_trial_complete("own-pruning-empty", {"val_accuracy": 85.0, "macs": 5e5,
+                                                     "sampled/val_accuracy": math.nan, "sampled/macs": math.nan})
+    study = optuna.load_study(study_name="unit", storage=searcher._storage)
+    first, second = study.trials
+    assert first.values == [90.0, 1e6] and first.constraints[CONSTRAINT] == pytest.approx(-10.0)
+    assert second.state == optuna.trial.TrialState.FAIL
