@@ -114,7 +114,7 @@ def run_search(
         _trainable(spec, shared),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            num_samples=spec.search.trials,
+            num_samples=spec.search.trials, reuse_actors=spec.search.reuse_workers,
         ),
         run_config=_run_config(spec, location, verbose, callbacks=[SubmodelsToStudy(
             journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space, metrics=metrics,

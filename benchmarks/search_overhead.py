@@ -1,0 +1,91 @@
+"""Search overhead: how close a search comes to its ideal time, with and without worker reuse.
+
+The ideal is the sum of the trials' own compute (Tune's ``time_total_s``) divided by the
+concurrent slots. Two ratios per search:
+
+- trial span / ideal: from the first trial's start to the last trial's end; what is lost
+  between trials (a fresh worker process importing torch, ray.tune and raytailor per trial);
+- command wall time / ideal: the whole ``raytailor search`` command (imports, Ray start,
+  preparing the shared task, shutdown).
+
+Both variants run the same spec as separate commands, interleaved (reuse, fresh, fresh, reuse,
+...), sharing one teacher cache that a warm-up run fills first. Prints the median and range of
+each ratio over the rounds.
+
+    .venv/bin/python benchmarks/search_overhead.py [--rounds 3] [--set student_epochs=3 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SETS = ["student_epochs=3", "finetune_epochs=1"]  # the demo, shortened: 8 trials, 2 at a time
+
+
+def run_search(spec: Path, out: Path, cache: Path, sets: list[str]) -> float:
+    env = {**os.environ, "RAYTAILOR_CACHE": str(cache)}
+    args = [sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)]
+    for item in sets:
+        args += ["--set", item]
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"search failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def trial_times(out: Path) -> tuple[float, float]:
+    """(sum of trial compute, span from the first trial's start to the last one's end)."""
+    starts, ends, compute = [], [], 0.0
+    for result in (out / "trials").glob("*/result.json"):
+        last = json.loads(result.read_text().splitlines()[-1])
+        compute += last["time_total_s"]
+        ends.append(last["timestamp"])
+        starts.append(last["timestamp"] - last["time_total_s"])
+    return compute, max(ends) - min(starts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--spec", default=str(ROOT / "search_spaces" / "demo.yaml"))
+    parser.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE")
+    args = parser.parse_args()
+    sets = DEFAULT_SETS if args.sets is None else args.sets
+    import yaml
+
+    slots = yaml.safe_load(Path(args.spec).read_text())["search"]["max_concurrent"]
+    ratios: dict[str, dict[str, list[float]]] = {v: {"span": [], "command": []} for v in ("reuse", "fresh")}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        run_search(Path(args.spec), root / "warmup", root / "cache", [*sets, "search.trials=2"])  # the teacher
+        for round_ in range(args.rounds):
+            order = ("reuse", "fresh") if round_ % 2 == 0 else ("fresh", "reuse")
+            for variant in order:
+                out = root / f"{variant}-{round_}"
+                flag = f"search.reuse_workers={'true' if variant == 'reuse' else 'false'}"
+                wall = run_search(Path(args.spec), out, root / "cache", [*sets, flag])
+                compute, span = trial_times(out)
+                ideal = compute / slots
+                ratios[variant]["span"].append(span / ideal)
+                ratios[variant]["command"].append(wall / ideal)
+                print(json.dumps({"round": round_, "variant": variant, "ideal_s": round(ideal, 1),
+                                  "span_s": round(span, 1), "command_s": round(wall, 1)}), flush=True)
+    for variant, by_kind in ratios.items():
+        for kind, values in by_kind.items():
+            print(f"{variant:>5} {kind:>7} / ideal: median {statistics.median(values):.2f} "
+                  f"(range {min(values):.2f} .. {max(values):.2f}, {len(values)} rounds)")
+
+
+if __name__ == "__main__":
+    main()
