@@ -1,0 +1,164 @@
+"""Break one behaviour at a time and check that the tests named for it fail.
+
+Each entry: what is broken, the file(s), the exact text replaced, its replacement, the tests
+that must fail. The breaks are applied to a copy of the committed tree (``git archive HEAD``)
+in a temporary folder, one at a time, and reverted after; the checkout is never touched.
+
+    .venv/bin/python scripts/break_and_check.py              # the unit-level breaks (~2 min)
+    .venv/bin/python scripts/break_and_check.py --contract   # the method contract (~1 min)
+    .venv/bin/python scripts/break_and_check.py --slow       # searches and accuracy floors (~6 min)
+    .venv/bin/python scripts/break_and_check.py tau plot     # only breaks whose name has a word
+
+A line "caught" means the tests failed (pytest exit 1); anything else is printed as NOT CAUGHT.
+"""
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
+
+MUTATIONS = [
+    ("gamma1 weight dropped from the objective", "raytailor/nettailor/pipeline.py",
+     "loss = loss + gamma1 * expected", "loss = loss + expected",
+     ["tests/test_nettailor_objective.py::test_objective_matches_values_computed_by_hand"]),
+    ("gamma2 weight dropped from the objective", "raytailor/nettailor/pipeline.py",
+     "loss = loss + gamma2 * omega", "loss = loss + omega",
+     ["tests/test_nettailor_objective.py::test_objective_matches_values_computed_by_hand"]),
+    ("Omega summed instead of averaged", "raytailor/nettailor/distillation.py",
+     "return torch.stack(terms).mean()", "return torch.stack(terms).sum()",
+     ["tests/test_nettailor_objective.py::test_objective_matches_values_computed_by_hand"]),
+    ("teacher run with autograd", "raytailor/nettailor/pipeline.py",
+     "        with torch.no_grad():\n            teacher_nodes, teacher_logits = teacher.forward_nodes(images)",
+     "        if True:\n            teacher_nodes, teacher_logits = teacher.forward_nodes(images)",
+     ["tests/test_nettailor_objective.py::test_objective_trains_only_task_parameters_and_never_the_teacher"]),
+    ("fine-tune keeps gamma1", "raytailor/nettailor/pipeline.py",
+     'f"finetune_{k}", gamma1=0.0,', 'f"finetune_{k}", gamma1=config.gamma1,',
+     ["tests/test_nettailor_objective.py::test_finetune_stage_has_no_complexity_term_and_leaves_frozen_blocks_unchanged"]),
+    ("frozen blocks unfolded and in train mode", ["raytailor/nettailor/pipeline.py", "raytailor/nettailor/network.py"],
+     ['with folded_attributes(network, ["stem", "blocks"]):', "        self.blocks.eval()\n"],
+     ['with folded_attributes(network, []):', "\n"],
+     ["tests/test_nettailor_objective.py::test_finetune_stage_has_no_complexity_term_and_leaves_frozen_blocks_unchanged"]),
+    ("folding forgets the BN shift", "raytailor/fold.py",
+     "setattr(sequential, name, fuse_conv_bn_eval(conv, bn))",
+     "bn.bias.data.zero_(); setattr(sequential, name, fuse_conv_bn_eval(conv, bn))",
+     ["tests/test_nettailor_objective.py::test_folded_training_step_equals_the_unfolded_one"]),
+    ("folded modules not restored", "raytailor/fold.py",
+     "        for name, module in originals.items():\n            setattr(owner, name, module)",
+     "        pass",
+     ["tests/test_nettailor_objective.py::test_folded_training_step_equals_the_unfolded_one"]),
+    ("tau compared with the best sub-model", "raytailor/transtailor/pipeline.py",
+     "        last_accepted = accuracy\n", "        last_accepted = max(last_accepted, accuracy)\n",
+     ["tests/test_transtailor.py::test_tau_stop_on_a_scripted_chain"]),
+    ("tau stop on a drop equal to tau", "raytailor/transtailor/pipeline.py",
+     "return not (last_accepted - accuracy > tau)", "return not (last_accepted - accuracy >= tau)",
+     ["tests/test_transtailor.py::test_tau_compares_with_the_last_accepted_submodel",
+      "tests/test_transtailor.py::test_chain_without_a_large_drop_runs_to_max_iterations"]),
+    ("chosen sub-model is the rejected one", "raytailor/transtailor/pipeline.py",
+     "            outcome.stopped_at, outcome.stop_reason = iteration, \"tau\"\n",
+     "            outcome.stopped_at, outcome.stop_reason = iteration, \"tau\"\n            outcome.chosen_iteration = iteration\n",
+     ["tests/test_transtailor.py::test_tau_stop_on_a_scripted_chain"]),
+    ("plot draws infeasible models as feasible", "raytailor/pareto.py",
+     '    feasible = [r for r in completed if bool(r.get("feasible") or False)]',
+     '    feasible = list(completed)',
+     ["tests/test_pareto.py::test_plot_front_draws_every_model_the_front_the_teacher_and_the_target"]),
+    ("plot target line at the teacher", "raytailor/pareto.py",
+     "        target = float(teacher[y_key]) - float(max_drop)", "        target = float(teacher[y_key])",
+     ["tests/test_pareto.py::test_plot_front_draws_every_model_the_front_the_teacher_and_the_target"]),
+    ("plot without the collapsed-model marker", "raytailor/pareto.py",
+     "        ax.scatter([float(r[x_key]) for r in below], [bottom] * len(below),",
+     "        below = []; ax.scatter([float(r[x_key]) for r in below], [bottom] * len(below),",
+     ["tests/test_pareto.py::test_plot_front_edge_cases"]),
+    ("proxy attention starts at -1.9", "raytailor/nettailor/network.py",
+     "PROXY_LOGIT_INIT = -2.0", "PROXY_LOGIT_INIT = -1.99",
+     ["tests/test_nettailor_network.py::test_initial_attention_is_plus_two_block_minus_two_proxy"]),
+    ("fit returns the first epoch's metrics", "raytailor/train.py",
+     "        if on_epoch is not None:\n            on_epoch(stage, epoch, metrics)\n    return metrics",
+     "        if on_epoch is not None:\n            on_epoch(stage, epoch, metrics)\n        first = first if epoch > 1 else metrics\n    return first",
+     ["tests/test_train.py::test_cosine_schedule_decays_to_near_zero_and_training_ends_on_the_last_step"]),
+    ("samplers ignore the seed", "raytailor/search/searcher.py",
+     "        return optuna.samplers.RandomSampler(seed=seed)", "        return optuna.samplers.RandomSampler(seed=None)",
+     ["tests/test_search_units.py::test_every_sampler_is_built_seeded_and_reproducible[random]"]),
+    ("TPE ignores the seed", "raytailor/search/searcher.py",
+     "optuna.samplers.TPESampler(seed=seed,", "optuna.samplers.TPESampler(seed=None,",
+     ["tests/test_search_units.py::test_every_sampler_is_built_seeded_and_reproducible[tpe]"]),
+    (".pt read with pickle", "raytailor/backbones/weights.py",
+     "torch.load(path, map_location=\"cpu\", weights_only=True)", "torch.load(path, map_location=\"cpu\", weights_only=False)",
+     ["tests/test_backbones.py::test_pt_weights_are_read_without_running_pickled_code"]),
+    ("unkept sub-model export message", "raytailor/export_run.py",
+     "was not kept: another sub-model of the run", "is unavailable: another sub-model of the run",
+     ["tests/test_transtailor.py::test_transtailor_tailor_export_and_evaluate_end_to_end"]),
+]
+
+CONTRACT = [
+    ("duplicate prunings kept", "raytailor/nettailor/pipeline.py",
+     "        if frozenset(survivors) in seen:", "        if False:",
+     ["tests/test_method_contract.py::test_one_student_gives_one_distinct_pruning_per_set_of_survivors"]),
+    ("the run chooses the leanest whatever its accuracy", "raytailor/run.py",
+     "        pick = leanest(rows, cost=leanest_cost(spec.objectives))",
+     "        pick = leanest([{**r, 'feasible': True} for r in rows], cost=leanest_cost(spec.objectives))",
+     ["tests/test_method_contract.py::test_a_methods_own_pick_wins_over_the_leanest"]),
+    ("the sampler is told the trial's own point twice", "raytailor/search/searcher.py",
+     "        if params == base or not all(", "        if not all(",
+     ["tests/test_method_contract.py::test_sampler_is_told_every_other_pruning_as_a_trial_of_its_own"]),
+    ("Optuna told the chosen sub-model's values", "raytailor/search/trainable.py",
+     '    own = {f"{SAMPLED}/{k}": float("nan") if sampled is None else sampled[k] for k in OBJECTIVE_METRICS}',
+     '    own = {}',
+     ["tests/test_method_contract.py::test_final_report_tells_optuna_the_sampled_sub_model"]),
+]
+
+SLOW = [
+    ("searches join the Ray instance RAY_ADDRESS names", "raytailor/search/runner.py",
+     'ray.init(address=address or "local",', "ray.init(address=address,",
+     ["tests/test_search.py::test_unreachable_target_gives_an_empty_front_and_failures_keep_their_reason"]),
+    ("front ignores feasibility", "raytailor/pareto.py",
+     "def _selectable(row: dict, keys: Sequence[str]) -> bool:\n",
+     "def _selectable(row: dict, keys: Sequence[str]) -> bool:\n    return _completed(row, keys)\n",
+     ["tests/test_search.py::test_search_with_a_real_target_keeps_infeasible_models_off_the_front_and_repeats_with_its_seed"]),
+    ("pruning removes the blocks with the highest attention", "raytailor/nettailor/pruning.py",
+     "removed |= {p for _, p in blocks[:blocks_removed]}", "removed |= {p for _, p in blocks[len(blocks) - blocks_removed:]}",
+     ["tests/test_accuracy_floor.py::test_nettailor_is_smaller_and_within_its_margin_of_the_teacher"]),
+    ("TransTailor prunes the most important filters", "raytailor/transtailor/pipeline.py",
+     "        betas = filter_importance(network, scales, train_loader, F.cross_entropy)\n",
+     "        betas = [b.max() - b for b in filter_importance(network, scales, train_loader, F.cross_entropy)]\n",
+     ["tests/test_accuracy_floor.py::test_transtailor_is_smaller_and_within_its_margin_of_the_teacher"]),
+    ("TransTailor without fine-tuning after pruning", "raytailor/transtailor/pipeline.py",
+     '        _train(network, stage=f"finetune_{iteration}", epochs=config.finetune_epochs,',
+     '        _train(network, stage=f"finetune_{iteration}", epochs=0,',
+     ["tests/test_accuracy_floor.py::test_transtailor_is_smaller_and_within_its_margin_of_the_teacher"]),
+    ("the student learns no attention", "raytailor/nettailor/pipeline.py",
+     '         {"params": list(network.attention.parameters()), "weight_decay": 0.0}],',
+     '         {"params": list(network.attention.parameters()), "weight_decay": 0.0, "lr": 0.0}],',
+     ["tests/test_accuracy_floor.py::test_nettailor_is_smaller_and_within_its_margin_of_the_teacher"]),
+]
+
+
+def run(mutations):
+    for name, files, olds, news, tests in mutations:
+        if isinstance(files, str):
+            files, olds, news = [files], [olds], [news]
+        originals = {}
+        for file, old, new in zip(files, olds, news):
+            path = ROOT / file
+            originals.setdefault(path, path.read_text())
+            text = path.read_text()
+            assert text.count(old) == 1, (name, text.count(old))
+            path.write_text(text.replace(old, new))
+        try:
+            done = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=ROOT,
+                                  capture_output=True, text=True)
+        finally:
+            for path, text in originals.items():
+                path.write_text(text)
+        verdict = "caught" if done.returncode == 1 else f"NOT CAUGHT (rc {done.returncode})"
+        print(f"{verdict:>12}  {name}  <- {', '.join(t.split('::')[1] for t in tests)}", flush=True)
+
+
+if __name__ == "__main__":
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(ROOT)], input=archive, check=True)
+    only = [a for a in sys.argv[1:] if not a.startswith("--")]
+    chosen = SLOW if "--slow" in sys.argv else CONTRACT if "--contract" in sys.argv else MUTATIONS
+    run([m for m in chosen if not only or any(o in m[0] for o in only)])
