@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from raytailor._torchvision import torchvision
 from raytailor.backbones.base import BlockNetwork, ResidualBlock
-
-_tv_resnet = torchvision.models.resnet
 
 
 def _residual_of(block: nn.Module) -> tuple[nn.Sequential, int | None]:
     """The residual branch of a torchvision block as a Sequential, and its bottleneck width."""
+    from raytailor._torchvision import torchvision  # only when a torchvision model is re-described
+
+    _tv_resnet = torchvision.models.resnet
     if isinstance(block, _tv_resnet.Bottleneck):
         branch = nn.Sequential(
             block.conv1, block.bn1, nn.ReLU(inplace=True),
