@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,11 @@ class SubmodelsToStudy(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         import optuna
 
+        from raytailor.search.results import checkpoint_submodels
         from raytailor.search.searcher import add_submodel_trials, journal_storage
 
-        checkpoint = trial.checkpoint
-        if checkpoint is None:
-            return
-        with checkpoint.as_directory() as folder:
-            result = Path(folder) / "result.json"
-            records = json.loads(result.read_text()).get("submodels") or [] if result.is_file() else []
-        if len(records) < 2:
+        records = checkpoint_submodels(trial.checkpoint) if trial.checkpoint is not None else None
+        if len(records or []) < 2:
             return
         study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
         add_submodel_trials(study, space=self.space, config=trial.config, records=records, metrics=self.metrics,

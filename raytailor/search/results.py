@@ -62,7 +62,8 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         row = trial_row(trial_id, result.config or {}, result.metrics, result.error is not None, spec)
-        chain = _chain(result.checkpoint) if row["status"] == "TERMINATED" and result.checkpoint else None
+        chain = checkpoint_submodels(result.checkpoint) if row["status"] == "TERMINATED" and result.checkpoint \
+            else None
         rows = by_trial[trial_id] = []
         if chain is None:
             rows.append(row)
@@ -72,7 +73,8 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
         chosen = result.metrics.get("chosen_submodel", result.metrics.get("chosen_iteration"))
         for record in chain:
             k = record["submodel"]
-            own = {k: v for k, v in (record.get("own_hyperparameters") or {}).items() if k in spec.space}
+            own = {name: value for name, value in (record.get("own_hyperparameters") or {}).items()
+                   if name in spec.space}
             sub = {**row, **own, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
                    "submodel": k, "chosen": k == chosen, "_trial": trial_id,
                    "feasible": meets_target(record["val_accuracy"], accuracy_target)}
@@ -82,7 +84,7 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
     return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
 
 
-def _chain(checkpoint: Any) -> list[dict] | None:
+def checkpoint_submodels(checkpoint: Any) -> list[dict] | None:
     """The sub-models listed in a trial's result.json (``chain`` in searches written before every
     method had sub-models); None for trials written before sub-models were measured (no
     ``submodel`` key), which stay one row."""
@@ -95,8 +97,9 @@ def _chain(checkpoint: Any) -> list[dict] | None:
 
 def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
                   metadata: dict[str, str], verbose: bool = True) -> dict | None:
-    """trials.parquet (one row per trial), submodels.parquet (one row per sub-model), pareto.parquet + pareto.png + models/<id>/ (the front over every model);
-    returns the leanest row."""
+    """trials.parquet (one row per trial), submodels.parquet (one row per sub-model),
+    pareto.parquet + pareto.png + models/<id>/ (the front over every model); returns the leanest
+    row."""
     rows = mark_front(rows, spec.objectives)
     types = hyperparameter_types(spec)
     trials = [{**r, "trial_id": r.get("_trial", r["trial_id"])} for r in rows

@@ -48,6 +48,11 @@ def journal_storage(path: Path) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+def _all_finite(values: list) -> bool:
+    """Every value a finite number (a missing metric is None, a diverged one NaN)."""
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
 class ConstrainedOptunaSearch(OptunaSearch):
     def __init__(self, *, accuracy_target: float, storage_path: Path, **kwargs: Any) -> None:
         self.accuracy_target = accuracy_target
@@ -61,13 +66,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
         # the sub-model of the sampled hyper-parameters (``sampled/...``, see trainable.py): a
         # NetTailor trial may choose another pruning, which the sampler learns as a trial of its own
         values = [result.get(f"{SAMPLED}/{m}", result.get(m)) if result else None for m in self.metric]
-        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        if error or not finite:
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-            self._completed_trials.add(trial_id)
-            return
-        accuracy = result.get(f"{SAMPLED}/val_accuracy", result["val_accuracy"])
-        if not math.isfinite(accuracy):
+        accuracy = result.get(f"{SAMPLED}/val_accuracy", result.get("val_accuracy")) if result else None
+        if error or not _all_finite([*values, accuracy]):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
@@ -131,7 +131,7 @@ def add_submodel_trials(
         own = {k: v for k, v in (record.get("own_hyperparameters") or {}).items() if k in base}
         params = {**base, **own}
         values = [record.get(m) for m in metrics]
-        if params == base or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        if params == base or not _all_finite([*values, record.get("val_accuracy")]):
             continue
         if not all(distributions[k]._contains(distributions[k].to_internal_repr(v)) for k, v in own.items()):
             continue
