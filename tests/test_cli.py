@@ -128,3 +128,16 @@ def test_missing_spec_and_bad_flags_exit_2(tmp_path):
     assert done.returncode == 2 and "skips must be >= 0" in done.stderr
     done = _run_cli("evaluate", str(tmp_path), "--spec", str(tmp_path / "none.yaml"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command,value,message", [
+    ("tailor", "prune_blocks=[-1]", "prune_blocks must be integers >= 0, got -1"),
+    ("search", "prune_thetas=[1.5]", "prune_thetas must be values in [0, 1), got 1.5"),
+])
+def test_bad_pruning_grid_is_one_line_exit_2_and_writes_nothing(tmp_path, command, value, message):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    done = _run_cli(command, str(spec), "--out", str(tmp_path / "out"), "--set", value)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()
