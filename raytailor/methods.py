@@ -32,6 +32,25 @@ if TYPE_CHECKING:
 # (stage, step, metrics): per-epoch training reports, one callback for every method and stage
 Report = Callable[[str, int, dict[str, float]], None]
 
+# ``run.py`` reports each measured sub-model as a step of this stage (not a training epoch)
+SUBMODELS_STAGE = "submodels"
+
+# A training report whose metrics hold every ``projected_<cost>`` and a validation accuracy is
+# an *estimate*: what the model the run would produce from where it stands costs, and how
+# accurate it is so far. The accuracy is ``projected_val_accuracy`` where the method measures
+# that model apart from what it trains (NetTailor: the student with its own pruning applied to
+# the current attention), else ``val_accuracy`` (TransTailor: the current step of its chain is
+# that model). A search's early stopping judges trials on estimates only.
+PROJECTED_COSTS = ("macs", "params", "task_params")
+
+
+def estimate_of(metrics: dict[str, float]) -> dict[str, float] | None:
+    """``{"val_accuracy", "macs", "params", "task_params"}`` of an estimate report, else None."""
+    accuracy = metrics.get("projected_val_accuracy", metrics.get("val_accuracy"))
+    if accuracy is None or not all(f"projected_{cost}" in metrics for cost in PROJECTED_COSTS):
+        return None
+    return {"val_accuracy": float(accuracy), **{cost: float(metrics[f"projected_{cost}"]) for cost in PROJECTED_COSTS}}
+
 
 @dataclass
 class Candidate:
@@ -65,7 +84,9 @@ class TailoringMethod:
                train_loader: TensorLoader, val_loader: TensorLoader, report: Report | None,
                verbose: bool) -> MethodOutcome:
         """Tailor a private copy of ``pretrained`` (its classifier already has the target's classes).
-        ``teacher`` is the fine-tuned network (a distillation target, or only a reference)."""
+        ``teacher`` is the fine-tuned network (a distillation target, or only a reference).
+        Every training epoch goes to ``report``; those that can say what the run would produce
+        carry an estimate (``estimate_of``), which lets a search stop a hopeless run early."""
         raise NotImplementedError
 
     def rebuild(self, architecture: dict[str, Any]) -> nn.Module:

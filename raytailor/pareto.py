@@ -12,7 +12,9 @@ test accuracy, so the test split stays an unbiased estimate of the chosen model.
 
 A row counts for the front only if it is *completed* (status ``TERMINATED`` and every metric the
 front looks at is finite) and *feasible* (it met the search constraints). Failed or infeasible
-trials are kept in the table and the plot, but never selected.
+trials are kept in the table and the plot, but never selected; so are trials early stopping
+ended (status ``STOPPED``, with a ``reason``; their metrics are the last estimate, the validation
+accuracy so far and the projected costs, and they have no test accuracy).
 
 Plots use matplotlib's Agg canvas directly (no pyplot, no display, no global backend switch).
 """
@@ -33,6 +35,7 @@ from raytailor.errors import ExportError, RaytailorError
 TRIALS_FILE = "trials.parquet"
 SUBMODELS_FILE = "submodels.parquet"
 COMPLETED_STATUS = "TERMINATED"
+STOPPED_STATUS = "STOPPED"  # ended by early stopping: ``reason`` says where and why; never selected
 
 # objective name -> (row key, sense). "accuracy" is validation accuracy, always.
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -50,7 +53,9 @@ AXIS_LABELS = {
 }
 
 LEADING_COLUMNS = ("trial_id", "status")
-MODEL_COLUMNS = (("submodel", "int"), ("chosen", "bool"))  # absent from tables of older versions
+# absent from tables of older versions: reason (why a trial stopped early or failed),
+# trained_epochs (training epochs the trial ran, every stage), submodel and chosen
+MODEL_COLUMNS = (("reason", "str"), ("trained_epochs", "int"), ("submodel", "int"), ("chosen", "bool"))
 METRIC_COLUMNS = (
     ("val_accuracy", "float"),
     ("test_accuracy", "float"),
@@ -467,7 +472,8 @@ def front_figure(
 
     marked = mark_front(rows, objectives)
     completed = [r for r in marked if _completed(r, (x_key, y_key))]
-    n_failed = len(rows) - len(completed)
+    n_stopped = sum(r.get("status") == STOPPED_STATUS for r in rows)
+    n_failed = len(rows) - len(completed) - n_stopped
     feasible = [r for r in completed if bool(r.get("feasible") or False)]
     infeasible = [r for r in completed if not bool(r.get("feasible") or False)]
     front = [r for r in feasible if r["on_front"]]
@@ -537,6 +543,8 @@ def front_figure(
             label=f"target {target:.2f}% (teacher − {float(max_drop):g} pts)",
             zorder=1,
         )
+    if n_stopped:
+        ax.add_line(Line2D([], [], linestyle="none", label=f"{n_stopped} trial(s) stopped early, not shown"))
     if n_failed:
         ax.add_line(Line2D([], [], linestyle="none", label=f"{n_failed} failed trial(s) not shown"))
     if not completed:

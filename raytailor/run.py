@@ -128,7 +128,7 @@ def run_method(
     accurate if none does). Besides it, ``submodels`` keeps those on the run's own front over the
     spec's objectives that meet the target: one off that front cannot be on a search's front
     for those objectives, nor can an infeasible one."""
-    from raytailor.methods import get_method
+    from raytailor.methods import SUBMODELS_STAGE, get_method
     from raytailor.pareto import leanest, leanest_cost, mark_front, meets_target
 
     spec = prepared.spec
@@ -148,7 +148,7 @@ def run_method(
                    "own_hyperparameters": candidate.params}
         module.cpu()  # one sub-model at a time on the accelerator
         if on_epoch is not None:
-            on_epoch("submodels", k, {key: float(metrics[key]) for key in ("val_accuracy", "macs", "params")})
+            on_epoch(SUBMODELS_STAGE, k, {key: float(metrics[key]) for key in ("val_accuracy", "macs", "params")})
         runs.append(TailoredRun(module, metrics, _architecture(prepared, candidate.architecture),
                                 {**hyperparameters, **candidate.params}))
     rows = mark_front([{**r.metrics, "status": "TERMINATED",

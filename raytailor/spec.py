@@ -65,6 +65,17 @@ class ResourcesSpec:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """Constraint-aware multi-objective early stopping (raytailor/search/early_stopping.py).
+    ``search.early_stopping: none`` switches it off."""
+
+    reduction_factor: float = 3.0  # rungs every x epochs (grace, grace*x, ...); keep the best 1/x
+    grace_epochs: int = 2          # the first rung: no trial is judged before this many epochs
+    min_finished: int = 2          # finished trials needed before "cannot become feasible" stops any
+    slack: float = 1.0             # points added to the largest gain finished trials made
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     trials: int = 16
     max_concurrent: int = 2
@@ -74,6 +85,12 @@ class SearchSpec:
     # a trial's worker process runs the next trial instead of a fresh one starting (importing
     # torch, ray.tune, raytailor): several seconds saved per trial
     reuse_workers: bool = True
+    early_stopping: EarlyStoppingSpec | str = field(default_factory=EarlyStoppingSpec)  # or "none"
+
+    @property
+    def stopping(self) -> EarlyStoppingSpec | None:
+        """The early-stopping settings, None when switched off."""
+        return None if isinstance(self.early_stopping, str) else self.early_stopping
 
 
 @dataclass(frozen=True)
@@ -291,6 +308,15 @@ def _validate(spec: Spec) -> None:
     need(spec.search.trials >= 1, f"search.trials must be >= 1, got {spec.search.trials}")
     need(spec.search.max_concurrent >= 1, f"search.max_concurrent must be >= 1, got {spec.search.max_concurrent}")
     need(spec.search.resources.cpu > 0, f"search.resources.cpu must be > 0 (a GPU trial still needs a CPU), got {spec.search.resources.cpu}")
+    stopping = spec.search.early_stopping
+    need(stopping == "none" or not isinstance(stopping, str),
+         f"search.early_stopping must be none or a mapping of its settings, got {stopping!r}")
+    if spec.search.stopping is not None:
+        need(stopping.reduction_factor > 1,
+             f"search.early_stopping.reduction_factor must be > 1, got {stopping.reduction_factor}")
+        need(stopping.grace_epochs >= 1, f"search.early_stopping.grace_epochs must be >= 1, got {stopping.grace_epochs}")
+        need(stopping.min_finished >= 1, f"search.early_stopping.min_finished must be >= 1, got {stopping.min_finished}")
+        need(stopping.slack >= 0, f"search.early_stopping.slack must be >= 0 accuracy points, got {stopping.slack}")
     need(spec.search.resources.gpu >= 0, f"search.resources.gpu must be >= 0, got {spec.search.resources.gpu}")
     names = _method_fields(spec.method)
     for section in ("space", "fixed"):

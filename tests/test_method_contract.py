@@ -12,7 +12,7 @@ import torch
 from raytailor.backbones import create_backbone
 from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader, load_splits
-from raytailor.methods import Candidate, MethodOutcome, TailoringMethod, get_method, methods
+from raytailor.methods import Candidate, MethodOutcome, TailoringMethod, estimate_of, get_method, methods
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.pipeline import pruning_grid, run_nettailor
 from raytailor.pareto import mark_front
@@ -110,6 +110,16 @@ def test_run_method_measures_chooses_and_keeps_every_sub_model():
         r["submodel"] for r in records if r["kept"] and r["submodel"] != expected["submodel"])
     for sub in [run, *run.submodels]:  # measured on the module itself
         assert count_params(sub.model) == sub.metrics["params"] and image_macs(sub.model, 16) == sub.metrics["macs"]
+    # estimates (what early stopping judges): every student epoch and the own pruning's fine-tune
+    # say what the run will produce; the other prunings' fine-tunes do not. The last one is
+    # exactly what the own pruning (it0) measures at the end
+    estimates = [(stage, estimate_of(m)) for stage, step, m in reported if stage != "submodels"]
+    assert all(e is not None for stage, e in estimates if stage in ("student", "finetune"))
+    assert all(e is None for stage, e in estimates if stage.startswith("finetune_"))
+    student = [m for stage, _, m in reported if stage == "student"]
+    assert student and all("projected_val_accuracy" in m for m in student)  # the pruned student's
+    last = [e for _, e in estimates if e is not None][-1]
+    assert last == {k: float(records[0][k]) for k in ("val_accuracy", "macs", "params", "task_params")}
 
 
 class _Fixed(TailoringMethod):

@@ -15,6 +15,7 @@ from raytailor.export import load_tailored, save_tailored
 from raytailor.nettailor.compaction import compact
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
+from raytailor.nettailor.projection import PathCosts
 from raytailor.nettailor.pruning import select_survivors
 
 
@@ -92,6 +93,49 @@ def test_compacted_model_equals_pruned_student(arch, image_size, skips):
     assert len(compacted.blocks) == sum(p.kind == "block" for p in survivors)
     assert len(compacted.proxies) == sum(p.kind == "proxy" for p in survivors)
     assert count_params(compacted) < count_params(student)
+
+
+@pytest.mark.parametrize("arch,image_size,skips", [("resnet20", 32, 3), ("wrn26", 64, 2), ("efficientnet_b0", 32, 2),
+                                                   ("vgg16_bn", 32, 2), ("resnet50", 64, 2)])
+def test_projected_costs_are_what_the_compacted_model_measures(arch, image_size, skips):
+    """A search judges NetTailor trials on the cost of the pruning the current attention would
+    give; that projection must be the exported model's own count, not an approximation."""
+    student = _student(arch, skips=skips, image_size=image_size)
+    costs = PathCosts.measure(student)
+    for seed, (theta, k) in enumerate([(0.2, 3), (0.05, 0), (0.4, 1)]):
+        _randomise(student, seed=seed)
+        projected = costs.projected(student, theta=theta, blocks_removed=k)
+        alpha = student.attention_weights().detach().tolist()
+        compacted = compact(student, select_survivors(student.paths, alpha, theta=theta, blocks_removed=k,
+                                                      last_node=student.num_nodes))
+        assert projected == {"projected_params": count_params(compacted),
+                             "projected_macs": image_macs(compacted, image_size),
+                             "projected_task_params": count_params(compacted.task_modules())}
+    assert costs.projected(student, theta=0.99, blocks_removed=student.num_nodes) == {}  # no path left
+
+
+def test_projected_accuracy_is_the_compacted_models_and_leaves_the_student_dense():
+    from raytailor.data import TensorLoader, TensorSplit
+    from raytailor.train import evaluate
+
+    backbone = create_backbone("resnet20", num_classes=5, weights="asset:resnet20_shapes16.safetensors")
+    student = PathNetwork(backbone, dense_paths(backbone.num_blocks, 3), image_size=16)  # its answers vary
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (60, 3, 16, 16), dtype=torch.uint8, generator=g)
+    unlabelled = TensorLoader(TensorSplit(images, torch.zeros(60, dtype=torch.int64)), batch_size=60,
+                              mean=(0.5,) * 3, std=(0.25,) * 3)
+    with torch.no_grad():  # labels: the dense student's own answers, so it scores 100 %
+        labels = student.eval()(next(iter(unlabelled))[0]).argmax(dim=1)
+    loader = TensorLoader(TensorSplit(images, labels), batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
+    dense = evaluate(student, loader)
+    assert dense == 100.0
+    projected = PathCosts.measure(student).projected(student, theta=0.01, blocks_removed=4, val_loader=loader)
+    alpha = student.attention_weights().detach().tolist()
+    compacted = compact(student, select_survivors(student.paths, alpha, theta=0.01, blocks_removed=4,
+                                                  last_node=student.num_nodes))
+    assert projected["projected_val_accuracy"] == evaluate(compacted, loader)
+    assert projected["projected_val_accuracy"] != dense  # the pruning changed the function
+    assert not student.disabled and evaluate(student, loader) == dense
 
 
 def test_bottleneck_proxies_for_resnet50():

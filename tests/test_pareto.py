@@ -230,6 +230,8 @@ def test_write_read_round_trip(tmp_path):
     expected = [
         ("trial_id", pa.string()),
         ("status", pa.string()),
+        ("reason", pa.string()),
+        ("trained_epochs", pa.int64()),
         ("submodel", pa.int64()),
         ("chosen", pa.bool_()),
         ("lr", pa.float64()),
@@ -269,7 +271,7 @@ def test_write_empty_and_unmarked_rows(tmp_path):
     write_trials_table([], tmp_path / "empty.parquet", hyperparameters={"lr": "float"}, metadata={})
     rows, metadata = read_trials_table(tmp_path / "empty.parquet")
     assert rows == [] and metadata == {}
-    assert pq.read_schema(tmp_path / "empty.parquet").names[:5] == ["trial_id", "status", "submodel", "chosen", "lr"]
+    assert pq.read_schema(tmp_path / "empty.parquet").names[:7] == ["trial_id", "status", "reason", "trained_epochs", "submodel", "chosen", "lr"]
     # rows that were never marked: on_front is null, not a guess
     write_trials_table(
         [row("a", 1.0, 1)], tmp_path / "u.parquet", hyperparameters={"lr": "float"}, metadata={}

@@ -121,9 +121,10 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reusing the cached teacher" in done.stderr  # the teacher is not trained again
     rows = pq.read_table(out / "trials.parquet").to_pylist()
-    assert len(rows) == 4 and all(r["status"] in ("TERMINATED", "ERROR") for r in rows)
+    assert len(rows) == 4 and all(r["status"] in ("TERMINATED", "STOPPED", "ERROR") for r in rows)
     study = optuna.load_study(study_name=out.name, storage=journal_storage(out / "optuna.journal"))
     assert all(t.state.is_finished() for t in study.trials)
+    # (what early stopping decided and keeps across a resume: test_early_stopping_decisions_...)
     sampled = [t for t in study.trials if "ray_trial_id" not in t.user_attrs]
     assert len(sampled) == 4
     # (failed trials and their reasons: test_unreachable_target_...; here a trial may fail or not)
@@ -174,6 +175,84 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     assert rebuilt.returncode == 0 and len(rebuilt.stdout.strip().splitlines()) == len(front)
 
 
+# Early stopping that is bound to stop trials, by both rules. Accuracy is the only objective, so
+# a trial whose (pruned student's) validation accuracy after its first epoch is below an earlier
+# trial's is dominated, and with reduction_factor 100 only the best of a rung is safe. The
+# target is the teacher's own accuracy (max_drop 0), so once one trial has finished, a trial
+# whose first-epoch accuracy plus that trial's gain is below the teacher's is stopped too: many
+# prunings sit at chance (25 %) after one epoch. Every later trial would have to be at least as
+# good as all before it, and close to the teacher, for no stop at all.
+STOPPING = {
+    **TINY, "name": "stopping", "objectives": ["accuracy"], "target": {"max_drop": 0.0},
+    "search": {**TINY["search"], "trials": 6,
+               "early_stopping": {"grace_epochs": 1, "reduction_factor": 100, "min_finished": 1, "slack": 0.0}},
+    "fixed": {"student_epochs": 2, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0},
+}
+
+
+def _stops(out: Path) -> dict:
+    record = out / "early_stopping.json"
+    return json.loads(record.read_text())["stopped"] if record.is_file() else {}
+
+
+@pytest.mark.slow
+def test_early_stopping_decisions_survive_an_interrupt_and_reach_every_output(tmp_path, env):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = tmp_path / "stopping.yaml"
+    spec.write_text(yaml.safe_dump(STOPPING))
+    out = tmp_path / "search"
+    log = open(tmp_path / "search.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + SEARCH_TIMEOUT
+    while time.time() < deadline and process.poll() is None and not (
+            _stops(out) and _finished_in_journal(out / "optuna.journal") >= 2):
+        time.sleep(0.5)
+    assert process.poll() is None, "the search ended before a trial was stopped and recorded:\n" + log_text(log)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=COMMAND_TIMEOUT)
+    before = json.loads((out / "early_stopping.json").read_text())
+    stopped_before = before["stopped"]
+    lines_before = {tid: _trial_lines(out, tid) for tid in stopped_before}
+
+    done = _cli("resume", str(out), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = json.loads((out / "early_stopping.json").read_text())
+    rows = {r["trial_id"]: r for r in pq.read_table(out / "trials.parquet").to_pylist()}
+    assert len(rows) == 6 and all(r["status"] in ("TERMINATED", "STOPPED", "ERROR") for r in rows.values())
+    # decisions taken before the interrupt are kept: still stopped, same reason, not run again
+    for trial_id, stop in stopped_before.items():
+        assert after["stopped"][trial_id] == stop
+        assert rows[trial_id]["status"] == "STOPPED" and rows[trial_id]["reason"] == stop["reason"]
+        assert _trial_lines(out, trial_id) == lines_before[trial_id]
+    ended = set(before["finished"]) | set(stopped_before)  # trials that ended before the interrupt
+    for rung, points in before["rungs"].items():  # their estimates stay; only re-run trials' are redone
+        assert all(after["rungs"][rung][t] == p for t, p in points.items() if t in ended)
+    assert before["finished"].items() <= after["finished"].items()
+
+    stopped = {t: r for t, r in rows.items() if r["status"] == "STOPPED"}
+    assert set(stopped) == set(after["stopped"])
+    finished_epochs = {r["trained_epochs"] for r in rows.values() if r["status"] == "TERMINATED"}
+    assert finished_epochs == {3}  # student 2 + fine-tune 1
+    for trial_id, row in stopped.items():
+        assert "stopped at epoch 1" in row["reason"] and row["trained_epochs"] == 1
+        assert row["val_accuracy"] is not None and row["test_accuracy"] is None
+        assert not row["feasible"] and not row["on_front"] and not row["chosen"]
+        assert not (out / "models" / trial_id).exists() and not (out / "models" / f"{trial_id}-it0").exists()
+        (folder,) = [p for p in (out / "trials").iterdir() if trial_id in p.name]
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        assert [e.value for e in events.Scalars("early_stopping/stopped_at_epoch")] == [1.0]
+    # Optuna: every stopped trial PRUNED, none left RUNNING; the summary counts them
+    states = [t.state for t in _study(out).trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped) >= 1
+    assert all(state.is_finished() for state in states)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == len(stopped) and summary["unfinished"] == 0
+    assert summary["trained_epochs"] == sum(r["trained_epochs"] for r in rows.values())
+
+
 @pytest.mark.slow
 def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypatch):
     import ray
@@ -186,7 +265,7 @@ def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypa
 
     monkeypatch.setenv("RAYTAILOR_CACHE", str(tmp_path / "cache"))
     one_pruning = {k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}  # placement under test
-    spec = parse_spec({**TINY, "search": {**TINY["search"], "trials": 6, "max_concurrent": 2},
+    spec = parse_spec({**TINY, "search": {**TINY["search"], "trials": 6, "max_concurrent": 2, "early_stopping": "none"},
                        "data": {**TINY["data"], "samples_per_class": None}, "fixed": one_pruning})
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -395,6 +474,8 @@ def test_unreachable_target_gives_an_empty_front_and_failures_keep_their_reason(
     assert rows[9]["val_accuracy"] is None
     (folder,) = [p for p in (out / "trials").iterdir() if rows[9]["trial_id"] in p.name]
     assert "pruning removed every path" in (folder / "error.txt").read_text()
+    assert rows[9]["reason"].startswith("TailoringError: pruning removed every path")  # one line
+    assert "\n" not in rows[9]["reason"] and "\x1b" not in rows[9]["reason"]
     assert pq.read_table(out / "pareto.parquet").num_rows == 0 and not list((out / "models").glob("*"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["feasible"] == summary["front"] == 0 and summary["leanest"] is None

@@ -105,7 +105,9 @@ def test_rows_and_types():
     assert done["status"] == "TERMINATED" and done["feasible"] and done["blocks_removed"] is None
     failed = trial_row("t2", {}, {"val_accuracy": 10.0}, True, spec)
     assert failed["status"] == "ERROR" and failed["val_accuracy"] is None and not failed["feasible"]
-    assert trial_row("t3", {}, {"val_accuracy": 10.0}, False, spec)["status"] == "INTERRUPTED"
+    # its last result is a per-epoch report: the trial never reached its end
+    interrupted = trial_row("t3", {}, {"student/val_accuracy": 10.0, "epochs": 3}, False, spec)
+    assert interrupted["status"] == "INTERRUPTED" and interrupted["trained_epochs"] == 3 and interrupted["reason"] is None
 
 
 def _searched_params(tmp_path, sampler: str, seed: int, trials: int = 6) -> list[dict]:

@@ -92,6 +92,7 @@ class PathNetwork(nn.Module):
                 res = infos[path.src - 1].resolution if path.src > 0 else _stem_resolution(backbone, image_size)
                 probe = torch.zeros(1, channels[path.src], res, res, device=device)
                 costs.append(count_macs(self.proxies[path.name], probe))
+        self.path_macs: list[int] = costs  # per image, in ``self.paths`` order
         self.register_buffer("path_costs", torch.tensor(costs, dtype=torch.float32) / total, persistent=False)
 
     # ---- structure -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.distillation import teacher_loss
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
+from raytailor.nettailor.projection import PathCosts
 from raytailor.nettailor.pruning import select_survivors
 from raytailor.errors import TailoringError
 from raytailor.train import EpochCallback, OptimConfig, StepLoss, fit, sgd
@@ -143,6 +144,12 @@ def attention_statistics(network: PathNetwork) -> dict[str, float]:
     return stats
 
 
+def _with_costs(on_epoch: EpochCallback | None, costs: dict[str, int]) -> EpochCallback | None:
+    if on_epoch is None:
+        return None
+    return lambda stage, epoch, metrics: on_epoch(stage, epoch, {**metrics, **costs})
+
+
 def run_nettailor(
     pretrained: BlockNetwork, teacher: BlockNetwork, *, config: NetTailorConfig, image_size: int,
     train_loader: TensorLoader, val_loader: TensorLoader,
@@ -155,10 +162,18 @@ def run_nettailor(
     if too_many > pretrained.num_blocks:
         raise ValueError(f"blocks_removed must be <= the backbone's {pretrained.num_blocks} blocks, got {too_many}")
     student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size)
+    costs = PathCosts.measure(student)
+
+    def student_estimate(stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        # the run's own pruning as it would come out of the attention now (raytailor.methods)
+        if on_epoch is not None:
+            on_epoch(stage, epoch, {**metrics, **costs.projected(
+                student, theta=config.theta, blocks_removed=config.blocks_removed, val_loader=val_loader)})
+
     train_paths(
         student, teacher, stage="student", gamma1=config.gamma1, gamma2=config.gamma2,
         optim=OptimConfig(config.student_epochs, config.student_lr, config.momentum, config.weight_decay),
-        train_loader=train_loader, val_loader=val_loader, on_epoch=on_epoch, verbose=verbose,
+        train_loader=train_loader, val_loader=val_loader, on_epoch=student_estimate, verbose=verbose,
     )
     alpha = student.attention_weights().detach().cpu().tolist()
     outcome = NetTailorOutcome(prunings=[], attention={p.name: a for p, a in zip(student.paths, alpha)})
@@ -186,7 +201,9 @@ def run_nettailor(
             train_paths(
                 tailored, teacher, stage="finetune" if k == 0 else f"finetune_{k}", gamma1=0.0, gamma2=config.gamma2,
                 optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
-                train_loader=train_loader, val_loader=val_loader, on_epoch=on_epoch, verbose=verbose,
+                train_loader=train_loader, val_loader=val_loader, verbose=verbose,
+                # only the run's own pruning continues the student's estimates
+                on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 else on_epoch,
             )
         tailored.eval()
         outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))

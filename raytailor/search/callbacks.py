@@ -32,3 +32,23 @@ class SubmodelsToStudy(tune.Callback):
         study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
         add_submodel_trials(study, space=self.space, config=trial.config, records=records, metrics=self.metrics,
                             accuracy_target=self.accuracy_target, trial_id=trial.trial_id)
+
+
+class StoppedToTensorBoard(tune.Callback):
+    """When early stopping ends a trial, put where and why into that trial's TensorBoard run:
+    the scalar ``early_stopping/stopped_at_epoch`` and the reason as text."""
+
+    def __init__(self, *, record: Path) -> None:
+        self.record = Path(record)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from raytailor.search.early_stopping import stopped_trials
+
+        stop = stopped_trials(self.record).get(trial.trial_id)
+        if stop is None or not trial.local_path:
+            return
+        with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:
+            writer.add_scalar("early_stopping/stopped_at_epoch", stop.epochs, global_step=stop.epochs)
+            writer.add_text("early_stopping/reason", stop.reason, global_step=stop.epochs)

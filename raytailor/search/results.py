@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,8 +21,11 @@ from raytailor.pareto import (
     submodel_id,
     write_trials_table,
 )
+from raytailor.pareto import STOPPED_STATUS
 from raytailor.run import submodel_dir
+from raytailor.search.early_stopping import Stop
 from raytailor.search.space import is_integer_range
+from raytailor.search.trainable import EPOCHS, is_finished
 from raytailor.spec import Spec
 
 METRICS = ("val_accuracy", "test_accuracy", "params", "macs", "task_params")
@@ -39,21 +43,43 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
     return types
 
 
-def trial_row(trial_id: str, config: dict, metrics: dict | None, error: bool, spec: Spec) -> dict[str, Any]:
+def trial_row(trial_id: str, config: dict, metrics: dict | None, error: Exception | bool | None, spec: Spec,
+              stop: Stop | None = None) -> dict[str, Any]:
+    """One trial's row. A trial early stopping ended (``stop``) is ``STOPPED`` with its reason and
+    its last estimate as metrics (validation accuracy so far, projected costs; no test accuracy)."""
     metrics = metrics or {}
-    done = bool(metrics.get("done")) and not error
-    status = "TERMINATED" if done else "ERROR" if error else "INTERRUPTED"
-    row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done}
+    done = is_finished(metrics) and not error
+    stopped = stop is not None and not done and not error
+    status = "TERMINATED" if done else "ERROR" if error else STOPPED_STATUS if stopped else "INTERRUPTED"
+    row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
+           "reason": stop.reason if stopped else error_reason(error) if error else None,
+           "trained_epochs": metrics.get(EPOCHS)}
     row |= {name: config.get(name) for name in spec.space}
+    values = metrics if done else stop.estimate if stopped else {}
     for key in METRICS:
-        value = metrics.get(key) if done else None
+        value = values.get(key)
         row[key] = None if isinstance(value, float) and not math.isfinite(value) else value
     row["feasible"] = bool(done and metrics.get("feasible"))
     return row
 
 
-def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple[list[dict], dict[str, tuple]]:
-    """Rows and {row id: (checkpoint, folder inside it)} from a Ray ``ResultGrid``.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_MODULE_PATH = re.compile(r"^(?:\w+\.)+(?=\w+: )")  # raytailor.errors.TailoringError: -> TailoringError:
+
+
+def error_reason(error: Exception | bool | None) -> str | None:
+    """One line for a failed trial: the last line of the error Ray saved (our own errors end in
+    ``TailoringError: <what happened and what to change>``), without terminal colour codes."""
+    if not isinstance(error, BaseException):
+        return None
+    lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+    return _MODULE_PATH.sub("", lines[-1]) if lines else type(error).__name__
+
+
+def rows_from_results(results: Any, spec: Spec, accuracy_target: float, *,
+                      stopped: dict[str, Stop] | None = None) -> tuple[list[dict], dict[str, tuple]]:
+    """Rows and {row id: (checkpoint, folder inside it)} from a Ray ``ResultGrid``; ``stopped``:
+    the trials early stopping ended (``early_stopping.stopped_trials``).
 
     A finished trial contributes one row per sub-model (read from the checkpoint's result.json;
     a sub-model's own hyper-parameters, a NetTailor pruning's theta and K, replace the trial's);
@@ -61,7 +87,8 @@ def rows_from_results(results: Any, spec: Spec, accuracy_target: float) -> tuple
     by_trial, checkpoints = {}, {}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        row = trial_row(trial_id, result.config or {}, result.metrics, result.error is not None, spec)
+        row = trial_row(trial_id, result.config or {}, result.metrics, result.error, spec,
+                        stop=(stopped or {}).get(trial_id))
         chain = checkpoint_submodels(result.checkpoint) if row["status"] == "TERMINATED" and result.checkpoint \
             else None
         rows = by_trial[trial_id] = []
@@ -126,7 +153,10 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     best = leanest(rows, cost=leanest_cost(spec.objectives))
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
-               "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR") for r in trials),
+               "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
+               "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS)
+                                                      for r in trials),
+               "trained_epochs": sum(r["trained_epochs"] or 0 for r in trials),  # training epochs of every trial
                "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
                "teacher": teacher}
@@ -141,6 +171,7 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
     lines = [
         f"[search] {summary['completed']}/{summary['trials']} trials completed"
         + (f" ({summary['models']} sub-models)" if summary["models"] != summary["completed"] else "")
+        + (f", {summary['stopped']} stopped early (reasons in {TRIALS_FILE})" if summary["stopped"] else "")
         + f", {summary['feasible']} feasible "
         f"(val accuracy >= teacher {teacher['val_accuracy']:.2f}% - {spec.target.max_drop} pts), "
         f"{summary['front']} on the front",

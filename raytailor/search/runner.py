@@ -1,8 +1,8 @@
 """Run, and resume, a search: the only place that drives Ray Tune.
 
 Output folder (``--out``): spec.yaml, teacher.json, optuna.journal (the study), trials/ (Ray's
-experiment: one folder per trial with TensorBoard events), trials.parquet, pareto.parquet,
-pareto.png, models/<id>/, summary.json (and submodels.parquet for TransTailor).
+experiment: one folder per trial with TensorBoard events), trials.parquet, submodels.parquet,
+pareto.parquet, pareto.png, models/<id>/, summary.json, early_stopping.json (its decisions).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import yaml
 
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
+from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
 from raytailor.search.results import rows_from_results, write_outputs
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
@@ -66,6 +67,20 @@ def _trainable(spec: Spec, shared: Any):
                                {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
+def _scheduler(spec: Spec, out_dir: Path, accuracy_target: float):
+    """Early stopping (``search.early_stopping``), or Tune's first-in first-out without it."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from raytailor.search.scheduler import ConstrainedEarlyStopping
+
+    settings = spec.search.stopping
+    if settings is None:
+        return FIFOScheduler()
+    costs = [objective for objective in spec.objectives if objective != "accuracy"]
+    return ConstrainedEarlyStopping(record=out_dir / RECORD_FILE, costs=costs, accuracy_target=accuracy_target,
+                                    **dataclasses.asdict(settings))
+
+
 def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None = None):
     from ray import tune
 
@@ -82,7 +97,7 @@ def run_search(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from raytailor.search.callbacks import SubmodelsToStudy
+    from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
     from raytailor.search.prepare import prepare_shared
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
 
@@ -110,15 +125,18 @@ def run_search(
         sampler=make_sampler(spec.search.sampler, spec.search.seed, spec.search.trials), study_name=out_dir.name,
         accuracy_target=shared.accuracy_target, storage_path=out_dir / "optuna.journal",
     )
+    callbacks = [SubmodelsToStudy(journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space,
+                                  metrics=metrics, accuracy_target=shared.accuracy_target)]
+    if spec.search.stopping is not None:
+        callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
     tuner = tune.Tuner(
         _trainable(spec, shared),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            scheduler=_scheduler(spec, out_dir, shared.accuracy_target),
             num_samples=spec.search.trials, reuse_actors=spec.search.reuse_workers,
         ),
-        run_config=_run_config(spec, location, verbose, callbacks=[SubmodelsToStudy(
-            journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space, metrics=metrics,
-            accuracy_target=shared.accuracy_target)]),
+        run_config=_run_config(spec, location, verbose, callbacks=callbacks),
     )
     results = tuner.fit()
     return _finish(out_dir, spec, results, shared, verbose)
@@ -157,7 +175,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
 
 
 def _finish(out_dir: Path, spec: Spec, results: Any, shared: Any, verbose: bool) -> dict | None:
-    rows, checkpoints = rows_from_results(results, spec, shared.accuracy_target)
+    rows, checkpoints = rows_from_results(results, spec, shared.accuracy_target, stopped=stopped_trials(out_dir / RECORD_FILE))
     return write_outputs(out_dir, rows, checkpoints, spec, shared.teacher_metrics, _metadata(spec), verbose)
 
 

@@ -5,7 +5,9 @@ RUNNING in the study (Ray only logs the error). This subclass, before telling Op
 
 - sets the accuracy constraint with Optuna 5's ``Trial.set_constraint`` (feasible when <= 0):
   ``target - val_accuracy``, with ``target = teacher val accuracy - max_drop``;
-- tells FAIL for errored trials and for missing or non-finite objective values.
+- tells FAIL for errored trials and for missing or non-finite objective values;
+- tells PRUNED for trials that early stopping ended (their last result is not a final one),
+  so no stopped trial is left RUNNING or counted as a finished point.
 
 The study lives in a JournalStorage file, so ``optuna-dashboard`` can open it and a resumed
 search continues the same study.
@@ -21,7 +23,7 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
-from raytailor.search.trainable import SAMPLED
+from raytailor.search.trainable import SAMPLED, is_finished
 
 CONSTRAINT = "accuracy_target"
 
@@ -63,6 +65,10 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
+        if result and not error and not is_finished(result):
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
         # the sub-model of the sampled hyper-parameters (``sampled/...``, see trainable.py): a
         # NetTailor trial may choose another pruning, which the sampler learns as a trial of its own
         values = [result.get(f"{SAMPLED}/{m}", result.get(m)) if result else None for m in self.metric]

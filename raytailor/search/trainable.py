@@ -1,9 +1,12 @@
 """The Ray Tune function trainable: one tailoring run per trial, built from shared refs.
 
 Per-epoch metrics go out through ``ray.tune.report`` (TensorBoard gets them, namespaced by
-stage: ``student/loss``, ``finetune/val_accuracy``, ``student/attention_block_mean`` ...).
+stage: ``student/loss``, ``finetune/val_accuracy``, ``student/attention_block_mean`` ...), with
+``epochs`` (training epochs so far, every stage counted) and, when the method says what the
+run would produce, ``estimate/val_accuracy``, ``estimate/macs``, ``estimate/params``,
+``estimate/task_params`` (what early stopping judges).
 The last report carries the objectives (val_accuracy, test_accuracy, params, macs,
-task_params), ``feasible``, and the exported model as the trial's checkpoint.
+task_params), ``feasible``, ``finished`` and the exported model as the trial's checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from ray import tune
 
 from raytailor.errors import RaytailorError, TailoringError
+from raytailor.methods import SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import meets_target
 from raytailor.run import run_method, save_run
 from raytailor.search.shared import SharedTask
@@ -22,6 +26,19 @@ from raytailor.search.shared import SharedTask
 
 OBJECTIVE_METRICS = ("val_accuracy", "params", "macs", "task_params")
 SAMPLED = "sampled"  # prefix of the final report's metrics for the sub-model of the sampled values
+EPOCHS = "epochs"    # training epochs so far (every stage), in every report
+ESTIMATE = "estimate"  # prefix of a per-epoch report's estimate (raytailor.methods.estimate_of)
+FINISHED = "finished"  # True in the last report of a trial that ran to its end
+BEST_VAL_ACCURACY = "best_val_accuracy"  # final report: the most accurate sub-model's
+
+
+def is_finished(metrics: dict[str, Any]) -> bool:
+    """The trial ran to its end: its last result is the final report, not a per-epoch one (a
+    trial early stopping ended has a per-epoch one last, and Tune sets ``done`` on it too).
+    Only a final report has a top-level ``val_accuracy`` (searches before ``finished`` existed)."""
+    if FINISHED in metrics:
+        return bool(metrics[FINISHED])
+    return "val_accuracy" in metrics
 
 
 def sampled_submodel(metrics: dict[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
@@ -45,16 +62,23 @@ def final_metrics(metrics: dict[str, Any], accuracy_target: float, values: dict[
     # list of sub-models stays in the checkpoint's result.json
     sampled = sampled_submodel(metrics, values)
     own = {f"{SAMPLED}/{k}": float("nan") if sampled is None else sampled[k] for k in OBJECTIVE_METRICS}
-    return {**scalars, **own, "feasible": bool(feasible), "done": True,
-            "node_id": ray.get_runtime_context().get_node_id()}
+    best = max((r["val_accuracy"] for r in metrics.get("submodels") or []), default=metrics["val_accuracy"])
+    return {**scalars, **own, "feasible": bool(feasible), BEST_VAL_ACCURACY: best, FINISHED: True,
+            "done": True, "node_id": ray.get_runtime_context().get_node_id()}
 
 
 def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:
     prepared, teacher = shared.materialise()
     values = {**shared.spec.hyperparameters(), **config}
 
+    epochs = 0
+
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
-        tune.report({f"{stage}/{key}": value for key, value in metrics.items()} | {"stage_epoch": epoch})
+        nonlocal epochs
+        epochs += stage != SUBMODELS_STAGE  # a measured sub-model is no training epoch
+        estimate = estimate_of(metrics) or {}
+        tune.report({f"{stage}/{key}": value for key, value in metrics.items()} | {"stage_epoch": epoch}
+                    | {f"{ESTIMATE}/{key}": value for key, value in estimate.items()} | {EPOCHS: epochs})
 
     try:
         run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
@@ -63,5 +87,5 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:
         raise TailoringError(str(error)) from None
     with tempfile.TemporaryDirectory() as folder:
         save_run(run, Path(folder))
-        tune.report(final_metrics(run.metrics, shared.accuracy_target, values),
+        tune.report(final_metrics(run.metrics, shared.accuracy_target, values) | {EPOCHS: epochs},
                     checkpoint=tune.Checkpoint.from_directory(folder))

@@ -24,7 +24,7 @@ from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader
 from raytailor.train import EpochCallback, OptimConfig, evaluate, fit, sgd
 from raytailor.transtailor.config import TransTailorConfig
-from raytailor.transtailor.gates import attach_scales, remove_scales_by_folding, set_scales
+from raytailor.transtailor.gates import attach_scales, remove_scales_by_folding, scales_of, set_scales
 from raytailor.transtailor.importance import filter_importance
 from raytailor.transtailor.surgery import prune_lowest
 
@@ -92,6 +92,18 @@ def _record(network: BlockNetwork, *, iteration: int, accuracy: float, image_siz
             "filters_removed": filters_removed, "accepted": accepted}
 
 
+def _estimated(on_epoch: EpochCallback | None, network: BlockNetwork, image_size: int) -> EpochCallback | None:
+    """``on_epoch`` with the costs of ``network`` as it stands (its scaling factors, folded into
+    BN once the step ends, not counted) added to every report: the run's estimate
+    (``raytailor.methods``). Pruning only ever shrinks it further."""
+    if on_epoch is None:
+        return None
+    params = count_params(network) - sum(s.alpha.numel() for s in scales_of(network))
+    costs = {"projected_macs": image_macs(network, image_size), "projected_params": params,
+             "projected_task_params": params}  # every weight is the task's
+    return lambda stage, epoch, metrics: on_epoch(stage, epoch, {**metrics, **costs})
+
+
 def run_transtailor(
     pretrained: BlockNetwork, *, config: TransTailorConfig, image_size: int,
     train_loader: TensorLoader, val_loader: TensorLoader,
@@ -106,16 +118,17 @@ def run_transtailor(
         p.requires_grad_(False)
     for p in network.classifier.parameters():
         p.requires_grad_(True)
+    estimate = _estimated(on_epoch, network, image_size)  # W*'s size
     _train(network, stage="classifier", epochs=config.classifier_epochs,
            optimizer=_weight_optimizer(network, config, config.classifier_epochs),
            train_loader=train_loader, val_loader=val_loader, frozen_bn=True,
-           on_epoch=on_epoch, verbose=verbose)
+           on_epoch=estimate, verbose=verbose)
     for p in network.parameters():
         p.requires_grad_(True)
     _train(network, stage="full_finetune", epochs=config.full_finetune_epochs,
            optimizer=_weight_optimizer(network, config, config.full_finetune_epochs),
            train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
-           on_epoch=on_epoch, verbose=verbose)
+           on_epoch=estimate, verbose=verbose)
 
     last_accepted = evaluate(network, val_loader)  # the paper's Acc(best): W* at first
     base_macs = image_macs(network, image_size)
@@ -157,7 +170,7 @@ def run_transtailor(
         _train(network, stage=f"finetune_{iteration}", epochs=config.finetune_epochs,
                optimizer=_weight_optimizer(network, config, config.finetune_epochs),
                train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
-               on_epoch=on_epoch, verbose=verbose)
+               on_epoch=_estimated(on_epoch, network, image_size), verbose=verbose)
         remove_scales_by_folding(network)  # beta stays part of the function, now inside BN
         accuracy = evaluate(network, val_loader)
         accepted = within_tau(last_accepted, accuracy, config.tau)

@@ -1,0 +1,161 @@
+"""Search efficiency: what early stopping and one-student-many-prunings save, and what they find.
+
+The same spec is searched five ways, as separate ``raytailor search`` commands:
+
+- a: today's behaviour before issue 9: no early stopping, one pruning per student;
+- b: one student, many prunings (``prune_blocks`` grid), no early stopping;
+- c: early stopping (the default settings), one pruning per student;
+- d: both;
+- e: random sampling, full training, one pruning.
+
+For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
+the training epochs of all trials), the command's wall time, the leanest feasible model
+(chosen on validation: its MACs and test accuracy) and the hypervolume of the feasible front
+in (MACs, validation accuracy) with the reference point (the teacher's MACs, the accuracy
+target), in accuracy points x MACs / teacher MACs (so 1.0 is a model as small as nothing with
+1 point above the target). Tasks: the demo (digits, 16 px) and synthetic shapes (12 classes,
+2 of them unseen in the backbone's pre-training, another data seed), both offline. Every seed
+runs every task and variant (rotated order, one shared teacher cache filled first).
+
+Prints, per task and variant, the median and range over seeds, and (d)/(a) ratios per seed;
+writes every measurement as JSON (``--json``).
+
+    .venv/bin/python benchmarks/search_efficiency.py [--seeds 0 1 2] [--tasks demo shapes]
+        [--variants a b c d e] [--set student_epochs=8 --set finetune_epochs=4 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "search_spaces" / "demo.yaml"
+TASKS = {
+    "demo": [],
+    "shapes": ["data.dataset=synthetic", "data.num_classes=12", "data.samples_per_class=150", "data.seed=1"],
+}
+GRID = "prune_blocks=[0,2,4,6]"
+VARIANTS = {
+    "a": ["search.early_stopping=none"],
+    "b": ["search.early_stopping=none", GRID],
+    "c": [],
+    "d": [GRID],
+    "e": ["search.early_stopping=none", "search.sampler=random"],
+}
+# the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
+DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
+
+
+def run_search(out: Path, cache: Path, sets: list[str]) -> float:
+    env = {**os.environ, "RAYTAILOR_CACHE": str(cache)}
+    args = [sys.executable, "-m", "raytailor.cli", "search", str(DEMO), "--out", str(out)]
+    for item in sets:
+        args += ["--set", item]
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"search failed ({' '.join(sets)}):\n{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def hypervolume(points: list[tuple[float, float]], *, reference: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (cost down, accuracy up) inside ``reference`` (max cost, min
+    accuracy), costs divided by the reference cost."""
+    max_cost, min_accuracy = reference
+    inside = sorted((c / max_cost, a) for c, a in points if c <= max_cost and a >= min_accuracy)
+    area, best = 0.0, min_accuracy
+    for i, (cost, accuracy) in enumerate(inside):  # staircase from the cheapest model up
+        best = max(best, accuracy)
+        following = inside[i + 1][0] if i + 1 < len(inside) else 1.0
+        area += (following - cost) * (best - min_accuracy)
+    return area
+
+
+def measure(out: Path, wall: float) -> dict:
+    from raytailor.pareto import model_rows
+
+    summary = json.loads((out / "summary.json").read_text())
+    teacher = json.loads((out / "teacher.json").read_text())
+    compute = sum(json.loads(result.read_text().splitlines()[-1])["time_total_s"]
+                  for result in (out / "trials").glob("*/result.json"))
+    models = [r for r in model_rows(out) if r["status"] == "TERMINATED" and r["feasible"]]
+    leanest = summary["leanest"]
+    return {
+        "trial_seconds": compute, "epochs": summary["trained_epochs"], "wall": wall,
+        "stopped": summary["stopped"], "models": summary["models"], "feasible": summary["feasible"],
+        "leanest_macs": leanest["macs"] if leanest else None,
+        "leanest_test_accuracy": leanest["test_accuracy"] if leanest else None,
+        "hypervolume": hypervolume([(r["macs"], r["val_accuracy"]) for r in models],
+                                   reference=(teacher["macs"], teacher["accuracy_target"])),
+        "teacher_macs": teacher["macs"],
+    }
+
+
+def _spread(values: list[float | None], fmt: str) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return "none"
+    missing = f" ({len(values) - len(known)} none)" if len(known) < len(values) else ""
+    return f"{statistics.median(known):{fmt}} ({min(known):{fmt}}-{max(known):{fmt}}){missing}"
+
+
+def report(results: dict, variants: list[str]) -> None:
+    columns = [("trial_seconds", ".0f"), ("epochs", ".0f"), ("wall", ".0f"), ("stopped", ".0f"),
+               ("leanest_macs", ",.0f"), ("leanest_test_accuracy", ".2f"), ("hypervolume", ".2f")]
+    for task, by_variant in results.items():
+        print(f"\n## {task}: median (range) over seeds {sorted(next(iter(by_variant.values())))}")
+        print("| variant | " + " | ".join(name for name, _ in columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
+        for variant in variants:
+            runs = list(by_variant[variant].values())
+            print(f"| {variant} | " + " | ".join(_spread([r[name] for r in runs], fmt) for name, fmt in columns) + " |")
+        if "a" in by_variant and "d" in by_variant:
+            for seed in sorted(by_variant["d"]):
+                a, d = by_variant["a"][seed], by_variant["d"][seed]
+                lean = ("d leaner or equal" if d["leanest_macs"] is not None and (
+                    a["leanest_macs"] is None or d["leanest_macs"] <= a["leanest_macs"]) else "a leaner")
+                print(f"seed {seed}: (d)/(a) trial compute {d['trial_seconds'] / a['trial_seconds']:.2f}, "
+                      f"epochs {d['epochs'] / a['epochs']:.2f}; {lean}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=sorted(VARIANTS))
+    parser.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE",
+                        help=f"spec overrides for every search (default: {' '.join(DEFAULT_SETS)})")
+    parser.add_argument("--json", help="write every measurement here")
+    args = parser.parse_args()
+    sets = DEFAULT_SETS if args.sets is None else args.sets
+    results: dict = {task: {v: {} for v in args.variants} for task in args.tasks}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for task in args.tasks:  # the teachers, once
+            run_search(root / f"warmup-{task}", root / "cache", [*TASKS[task], *sets, "search.trials=1",
+                                                                   "student_epochs=1", "finetune_epochs=0"])
+        for round_, seed in enumerate(args.seeds):
+            for task in args.tasks:
+                shift = round_ % len(args.variants)
+                for variant in args.variants[shift:] + args.variants[:shift]:
+                    out = root / f"{task}-{variant}-{seed}"
+                    wall = run_search(out, root / "cache", [*TASKS[task], *sets, *VARIANTS[variant],
+                                                            f"search.seed={seed}"])
+                    results[task][variant][seed] = measure(out, wall)
+                    print(f"[{task} {variant} seed {seed}] {json.dumps(results[task][variant][seed])}",
+                          file=sys.stderr, flush=True)
+    report(results, args.variants)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

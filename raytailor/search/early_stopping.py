@@ -1,0 +1,197 @@
+"""Constraint-aware multi-objective early stopping: the decisions, with no Ray in them.
+
+A trial is judged at *rungs*, after ``grace_epochs * reduction_factor**i`` training epochs
+(every stage counts: student, fine-tune, TransTailor factors and steps), on its latest
+*estimate* (``raytailor.methods``): validation accuracy so far and the costs of the model it
+would produce. At a rung, a trial is stopped when
+
+1. **it cannot become feasible**: its accuracy plus the largest gain any finished trial made
+   from that rung to its best sub-model (0 if none gained), plus ``slack`` points, is still
+   below the accuracy target. The margin is learned from trials that finished: no trial is stopped this way
+   before ``min_finished`` of them have a record at that rung; or
+2. **it cannot reach the front**: among every estimate recorded at that rung (this search's
+   trials, stopped ones too), at least one dominates it on (accuracy, the spec's costs), and it
+   is not in the best ``1 / reduction_factor`` of them by non-dominated rank. A trial that
+   nothing dominates at its rung is never stopped by this rule (MOASHA keeps the top of the
+   non-dominated sort the same way; ASHA is its one-objective case).
+
+Points that rule 1 would stop take no part in rule 2's ranking. Every decision, the records
+of each rung and the finished trials' best accuracies are kept in a JSON file
+(``early_stopping.json`` in the search folder), so a resumed search keeps them, and the tables
+say where and why each trial stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORD_FILE = "early_stopping.json"
+
+
+@dataclass(frozen=True)
+class Point:
+    """A trial's estimate at a rung: accuracy (percent, higher is better) and costs (lower)."""
+
+    epochs: int
+    accuracy: float
+    costs: tuple[float, ...]
+
+
+@dataclass
+class Stop:
+    rung: int
+    epochs: int
+    reason: str
+    estimate: dict[str, float] = field(default_factory=dict)
+
+
+class EarlyStopping:
+    def __init__(
+        self, *, costs: list[str], accuracy_target: float, reduction_factor: float = 3.0,
+        grace_epochs: int = 2, min_finished: int = 2, slack: float = 1.0, record: Path | None = None,
+    ) -> None:
+        self.costs = list(costs)
+        self.accuracy_target = accuracy_target
+        self.reduction_factor, self.grace_epochs = reduction_factor, grace_epochs
+        self.min_finished, self.slack = min_finished, slack
+        self.record = Path(record) if record is not None else None
+        self.rungs: dict[int, dict[str, Point]] = {}
+        self.finished: dict[str, float] = {}  # trial -> best validation accuracy of its sub-models
+        self.stopped: dict[str, Stop] = {}
+        self._judged: dict[str, tuple[int, int]] = {}  # trial -> (last rung judged, last epochs seen)
+        if self.record is not None and self.record.is_file():
+            self._load(json.loads(self.record.read_text()))
+
+    # ---- rungs ---------------------------------------------------------------------------------
+    def rung_at(self, epochs: int) -> int | None:
+        """The highest rung at or below ``epochs`` (None before the first)."""
+        if epochs < self.grace_epochs:
+            return None
+        rung = self.grace_epochs
+        while (following := max(rung + 1, math.floor(rung * self.reduction_factor))) <= epochs:
+            rung = following
+        return rung
+
+    def margin(self, rung: int) -> float | None:
+        """Accuracy points a trial at ``rung`` may still gain, learned from finished trials
+        (None while fewer than ``min_finished`` finished trials passed that rung)."""
+        gains = [best - self.rungs[rung][t].accuracy for t, best in self.finished.items() if t in self.rungs.get(rung, {})]
+        if len(gains) < max(1, self.min_finished):
+            return None
+        return max(0.0, *gains) + self.slack  # a trial at or above the target is never "below" it
+
+    # ---- decisions -----------------------------------------------------------------------------
+    def on_estimate(self, trial: str, epochs: int, estimate: dict[str, float]) -> Stop | None:
+        """A trial's estimate after ``epochs`` training epochs; a ``Stop`` if it should stop."""
+        if not all(math.isfinite(estimate[k]) for k in ("val_accuracy", *self.costs)):
+            return None  # a diverged run fails by itself
+        rung = self.rung_at(epochs)
+        last_rung, last_epochs = self._judged.get(trial, (0, 0))
+        if epochs < last_epochs:  # the trial started again (a retry, or resume re-runs it)
+            last_rung = 0
+        self._judged[trial] = (last_rung, epochs)
+        if rung is None or rung <= last_rung:
+            return None
+        self._judged[trial] = (rung, epochs)
+        point = Point(epochs, float(estimate["val_accuracy"]), tuple(float(estimate[c]) for c in self.costs))
+        self.rungs.setdefault(rung, {})[trial] = point
+        stop = self._judge(trial, rung, point)
+        if stop is not None:
+            stop.estimate = dict(estimate)
+            self.stopped[trial] = stop
+        self._save()
+        return stop
+
+    def on_finished(self, trial: str, best_accuracy: float) -> None:
+        """A trial ran to its end; ``best_accuracy``: its most accurate sub-model's (validation)."""
+        if math.isfinite(best_accuracy):
+            self.finished[trial] = float(best_accuracy)
+            self.stopped.pop(trial, None)
+            self._save()
+
+    def _judge(self, trial: str, rung: int, point: Point) -> Stop | None:
+        margin = self.margin(rung)
+        if margin is not None and point.accuracy + margin < self.accuracy_target:
+            return Stop(rung, point.epochs, (
+                f"stopped at epoch {point.epochs}: val accuracy {point.accuracy:.2f}% is "
+                f"{self.accuracy_target - point.accuracy:.2f} points below the target {self.accuracy_target:.2f}%, "
+                f"more than finished trials gained from this epoch on ({margin - self.slack:.2f}) "
+                f"+ {self.slack:g} points slack"))  # gains below 0 count as 0
+        others = {t: p for t, p in self.rungs[rung].items() if t != trial and (
+            margin is None or p.accuracy + margin >= self.accuracy_target)}
+        if not others:
+            return None
+        ids = [trial, *others]
+        points = np.array([[p.accuracy, *p.costs] for p in [point, *others.values()]])
+        ranks = _nondominated_ranks(points)
+        if ranks[0] == 0:
+            return None
+        keep = math.ceil(len(ids) / self.reduction_factor)
+        better = int((ranks < ranks[0]).sum())
+        if better < keep:
+            return None
+        dominating = [ids[i] for i in range(1, len(ids)) if _dominates(points[i], points[0])]
+        costs = "".join(f", {c} {v:,.0f}" for c, v in zip(self.costs, point.costs))
+        return Stop(rung, point.epochs, (
+            f"stopped at epoch {point.epochs}: val accuracy {point.accuracy:.2f}%{costs}"
+            f" is dominated by {len(dominating)} of the {len(ids) - 1} other trials at this rung "
+            f"(e.g. {dominating[0]}) and not in their best 1/{self.reduction_factor:g}"))
+
+    # ---- record --------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "settings": {"costs": self.costs, "accuracy_target": self.accuracy_target,
+                         "reduction_factor": self.reduction_factor, "grace_epochs": self.grace_epochs,
+                         "min_finished": self.min_finished, "slack": self.slack},
+            "rungs": {str(r): {t: asdict(p) for t, p in points.items()} for r, points in sorted(self.rungs.items())},
+            "finished": self.finished,
+            "stopped": {t: asdict(s) for t, s in self.stopped.items()},
+        }
+
+    def _load(self, saved: dict[str, Any]) -> None:
+        self.rungs = {int(r): {t: Point(p["epochs"], p["accuracy"], tuple(p["costs"])) for t, p in points.items()}
+                      for r, points in saved.get("rungs", {}).items()}
+        self.finished = {t: float(v) for t, v in saved.get("finished", {}).items()}
+        self.stopped = {t: Stop(**s) for t, s in saved.get("stopped", {}).items()}
+
+    def _save(self) -> None:
+        if self.record is None:
+            return
+        tmp = self.record.with_name(f".{self.record.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        os.replace(tmp, self.record)
+
+
+def stopped_trials(record: Path) -> dict[str, Stop]:
+    """The trials early stopping stopped, by trial id, from its record file (none if absent)."""
+    record = Path(record)
+    if not record.is_file():
+        return {}
+    return {t: Stop(**s) for t, s in json.loads(record.read_text()).get("stopped", {}).items()}
+
+
+def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """Column 0 is maximised, the others minimised."""
+    sign = np.array([-1.0] + [1.0] * (len(a) - 1))
+    return bool(((a * sign) <= (b * sign)).all() and ((a * sign) < (b * sign)).any())
+
+
+def _nondominated_ranks(points: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting: rank 0 for the front, 1 for the front of the rest, ..."""
+    from raytailor.pareto import non_dominated
+
+    senses = ["max"] + ["min"] * (points.shape[1] - 1)
+    ranks = np.full(len(points), -1)
+    rank = 0
+    while (ranks < 0).any():
+        left = np.flatnonzero(ranks < 0)
+        ranks[left[non_dominated(points[left], senses)]] = rank
+        rank += 1
+    return ranks

@@ -1,0 +1,152 @@
+"""Early stopping's decisions on scripted report sequences, the Tune scheduler around them, and
+what the searcher and the tables make of a stopped trial. No Ray instance is started."""
+
+import pickle
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from raytailor.search.early_stopping import EarlyStopping, stopped_trials
+from raytailor.search.results import trial_row
+from raytailor.search.scheduler import ConstrainedEarlyStopping
+from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+from raytailor.search.space import DefineByRun
+from raytailor.spec import ParamSpec, parse_spec
+
+TARGET = 90.0
+
+
+def _rules(tmp_path=None, **settings) -> EarlyStopping:
+    settings = {"reduction_factor": 3, "grace_epochs": 1, "min_finished": 2, "slack": 1.0} | settings
+    record = None if tmp_path is None else tmp_path / "early_stopping.json"
+    return EarlyStopping(costs=["macs"], accuracy_target=TARGET, record=record, **settings)
+
+
+def _estimate(accuracy: float, macs: float) -> dict[str, float]:
+    return {"val_accuracy": accuracy, "macs": macs, "params": macs / 10, "task_params": macs / 100}
+
+
+def test_rungs_grow_by_the_reduction_factor():
+    rules = _rules(grace_epochs=2, reduction_factor=3)
+    assert [rules.rung_at(e) for e in (1, 2, 5, 6, 17, 18, 60)] == [None, 2, 2, 6, 6, 18, 54]
+    assert [_rules(grace_epochs=1, reduction_factor=1.5).rung_at(e) for e in (1, 2, 3, 4)] == [1, 2, 3, 4]
+
+
+def test_a_dominated_trial_is_stopped_and_one_on_the_front_is_kept():
+    rules = _rules()
+    assert rules.on_estimate("best", 1, _estimate(95.0, 1000)) is None  # the first at a rung always goes on
+    stop = rules.on_estimate("dominated", 1, _estimate(85.0, 2000))     # worse in both: stopped
+    assert stop is not None and stop.rung == 1 and "dominated by 1" in stop.reason and "best" in stop.reason
+    # much less accurate but leaner than anything else: on the rung's front, so it goes on (no
+    # trial has finished yet, so nothing says it cannot become feasible)
+    assert rules.on_estimate("lean", 1, _estimate(60.0, 100)) is None
+    assert set(rules.stopped) == {"dominated"}
+    # between estimates nothing is judged; the next rung is epoch 3
+    assert rules.on_estimate("lean", 2, _estimate(10.0, 100)) is None
+
+
+def test_a_dominated_trial_in_the_best_fraction_is_kept():
+    rules = _rules(reduction_factor=3)
+    assert rules.on_estimate("best", 1, _estimate(95, 100)) is None
+    # each worse than everything before it: behind the best third of the rung, stopped (stopped
+    # trials' estimates stay in the rung, as in ASHA)
+    for i, (accuracy, macs) in enumerate([(50, 1000), (49, 1100), (48, 1200)]):
+        assert rules.on_estimate(f"poor{i}", 1, _estimate(accuracy, macs)) is not None
+    # dominated by "best" only: second of five, inside the best third (2 of 5), so it goes on
+    assert rules.on_estimate("second", 1, _estimate(90, 150)) is None
+
+
+def test_a_trial_far_below_the_target_is_stopped_once_finished_trials_set_the_margin(tmp_path):
+    rules = _rules()
+    rules.on_estimate("a", 1, _estimate(85.0, 1000))
+    rules.on_estimate("b", 1, _estimate(84.0, 900))
+    rules.on_finished("a", 88.0)                       # gained 3 points after epoch 1
+    # one finished trial is not enough (min_finished 2): the lean, weak trial goes on
+    assert rules.on_estimate("weak", 1, _estimate(70.0, 100)) is None
+    rules.on_finished("b", 86.0)                       # gained 2: the margin is 3 + 1 slack
+    assert rules.margin(1) == pytest.approx(4.0)
+    stop = rules.on_estimate("weaker", 1, _estimate(85.5, 50))  # the leanest, but 85.5 + 4 < 90
+    assert stop is not None and "below the target 90.00%" in stop.reason
+    assert rules.on_estimate("close", 1, _estimate(86.5, 40)) is None  # 86.5 + 4 >= 90: may make it
+
+
+def test_losses_of_finished_trials_never_stop_a_trial_that_meets_the_target():
+    """Pruning usually costs a student some accuracy, so gains may be negative; a trial at the
+    target is still not "too far below" it."""
+    rules = _rules(min_finished=1, slack=0.0)
+    rules.on_estimate("a", 1, _estimate(99.0, 1000))
+    rules.on_finished("a", 95.0)  # lost 4 points after epoch 1
+    assert rules.margin(1) == 0.0
+    assert rules.on_estimate("at-target", 1, _estimate(90.0, 10)) is None
+    assert rules.on_estimate("below", 1, _estimate(89.9, 5)) is not None
+
+
+def test_a_restarted_trial_is_judged_again_and_decisions_survive_a_new_process(tmp_path):
+    rules = _rules(tmp_path)
+    rules.on_estimate("a", 1, _estimate(95.0, 1000))
+    assert rules.on_estimate("b", 1, _estimate(85.0, 2000)) is not None
+    rules.on_estimate("c", 1, _estimate(94.0, 900))
+    rules.on_estimate("c", 3, _estimate(95.0, 900))
+    rules.on_finished("a", 96.0)
+    again = _rules(tmp_path)  # a resumed search reads the record file
+    assert set(again.stopped) == {"b"} and again.finished == {"a": 96.0}
+    assert again.rungs[1].keys() == {"a", "b", "c"} and again.rungs[3].keys() == {"c"}
+    assert stopped_trials(tmp_path / "early_stopping.json")["b"].epochs == 1
+    # "c" re-runs from scratch after the resume: it is judged at its rungs again, its own earlier
+    # record replaced (not compared against), the others' records kept
+    assert again.on_estimate("c", 1, _estimate(80.0, 2000)) is not None
+    assert again.rungs[1]["c"].accuracy == 80.0 and "dominated by 2 of the 2" in again.stopped["c"].reason
+
+
+def test_scheduler_stops_on_estimates_only_and_learns_from_final_reports(tmp_path):
+    scheduler = ConstrainedEarlyStopping(record=tmp_path / "early_stopping.json", costs=["macs"],
+                                         accuracy_target=TARGET, reduction_factor=3, grace_epochs=1,
+                                         min_finished=1, slack=0.0)
+
+    class Trial:
+        def __init__(self, trial_id):
+            self.trial_id = trial_id
+
+    def estimate_report(epochs, accuracy, macs):
+        return {"epochs": epochs, "student/loss": 1.0} | {f"estimate/{k}": v for k, v in _estimate(accuracy, macs).items()}
+
+    first, second, third = Trial("first"), Trial("second"), Trial("third")
+    assert scheduler.on_trial_result(None, first, {"epochs": 1, "factors_1/loss": 0.3}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, first, estimate_report(1, 92.0, 1000)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, second, estimate_report(1, 91.0, 2000)) == TrialScheduler.STOP
+    scheduler.on_trial_complete(None, second, estimate_report(1, 91.0, 2000))  # Tune calls it for a stopped trial
+    scheduler.on_trial_complete(None, first, {"finished": True, "val_accuracy": 93.0, "best_val_accuracy": 93.0,
+                                              "epochs": 20})
+    assert scheduler.rules.finished == {"first": 93.0} and set(scheduler.rules.stopped) == {"second"}
+    # pickled with the experiment: the decisions come back from the record file, not the pickle
+    clone = pickle.loads(pickle.dumps(scheduler))
+    assert clone._rules is None and set(clone.rules.stopped) == {"second"}
+    # margin learned from "first" (gained 1 point): 88 + 1 < 90
+    assert clone.on_trial_result(None, third, estimate_report(1, 88.0, 10)) == TrialScheduler.STOP
+
+
+def test_a_stopped_trial_is_pruned_in_the_journal_and_stopped_in_the_tables(tmp_path):
+    space = {"theta": ParamSpec(low=0.01, high=0.2)}
+    searcher = ConstrainedOptunaSearch(
+        space=DefineByRun(space, {}), metric=["val_accuracy", "macs"], mode=["max", "min"],
+        sampler=make_sampler("tpe", 0), study_name="unit", accuracy_target=TARGET,
+        storage_path=tmp_path / "optuna.journal")
+    for trial_id in ("finished", "stopped"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_complete("finished", {"finished": True, "val_accuracy": 92.0, "macs": 1e6, "epochs": 24})
+    last = {"epochs": 3, "student/val_accuracy": 70.0, "estimate/val_accuracy": 70.0, "estimate/macs": 2e6,
+            "done": True}  # Tune sets done on the result it stopped a trial at
+    searcher.on_trial_complete("stopped", last)
+    study = optuna.load_study(study_name="unit", storage=searcher._storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+
+    rules = _rules()
+    rules.on_estimate("finished", 3, _estimate(93.0, 1e6))
+    stop = rules.on_estimate("stopped", 3, _estimate(70.0, 2e6))
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"}, "space": {"theta": {"low": 0.01, "high": 0.2}}})
+    row = trial_row("stopped", {"theta": 0.1}, last, None, spec, stop=stop)
+    assert row["status"] == "STOPPED" and row["reason"] == stop.reason and row["trained_epochs"] == 3
+    assert row["val_accuracy"] == 70.0 and row["macs"] == 2e6 and row["test_accuracy"] is None
+    assert not row["feasible"] and not row["chosen"]
