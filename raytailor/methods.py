@@ -93,6 +93,11 @@ class TailoringMethod:
         """An empty module of the exported shape from ``architecture.json``; weights load into it."""
         raise NotImplementedError
 
+    def check(self, values: dict[str, list], backbone: BlockNetwork) -> None:
+        """Refuse, with a one-line ``SpecError``, hyper-parameter values ``backbone`` cannot take
+        (before any training). ``values``: every value a run or search may use, by name (each
+        choice, a range's bounds, fixed values, defaults). Nothing to refuse by default."""
+
 
 def _discover() -> dict[str, TailoringMethod]:
     import raytailor

@@ -63,10 +63,12 @@ def load_data(spec: Spec) -> Splits:
     )
 
 
-def prepare(spec: Spec) -> Prepared:
+def prepare(spec: Spec, *, device: str | None = None) -> Prepared:
+    """Data and pre-trained backbone (on ``device``, default the spec's); loading them is also
+    what checks them (a ``DataError`` / ``BackboneError`` in one line)."""
     splits = load_data(spec)
     torch.manual_seed(spec.data.seed)  # the new classifier's initialisation
-    device = resolve_device(spec.device)
+    device = resolve_device(device or spec.device)
     pretrained = create_backbone(
         spec.backbone.arch, num_classes=splits.num_classes, weights=spec.backbone.weights,
         base_dir=Path(spec.base_dir),
@@ -195,12 +197,18 @@ def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:
 
 def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
     """Run teacher -> method with ``spec.hyperparameters()``; write result.json and model/."""
+    from raytailor.preflight import check_device, check_hyperparameters, check_output
+
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    # everything that can be refused is refused before anything is written or trained
+    check_output(out_dir)
+    check_device(spec)
+    spec.method_config()
+    prepared = prepare(spec)
+    check_hyperparameters(spec, prepared.pretrained)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(dump_spec(spec))
-    spec.method_config()  # fail on bad hyper-parameters before any training
-    prepared = prepare(spec)
     teacher = fit_teacher(prepared, verbose=verbose)
     teacher_metrics = model_metrics(prepared, teacher, [teacher])  # fine-tuning: all params are the task's
     accuracy_target = teacher_metrics["val_accuracy"] - spec.target.max_drop

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.methods import get_method, methods
 OBJECTIVES = ("accuracy", "macs", "params", "task_params")
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
 
@@ -130,6 +132,18 @@ class Spec:
         values.update(self.fixed)
         return values
 
+    def possible_values(self) -> dict[str, list]:
+        """Every value a run or search of this spec may give each method hyper-parameter: a
+        range's bounds, each choice and default of the space, fixed values, method defaults."""
+        config = get_method(self.method).config_type
+        values = {f.name: [getattr(config(), f.name)] for f in dataclasses.fields(config)}
+        for name, param in self.space.items():
+            bounds = param.choices if param.choices is not None else [param.low, param.high]
+            values[name] = [v for v in [*bounds, param.default] if v is not None]
+        for name, value in self.fixed.items():
+            values[name] = [value]
+        return values
+
     def method_config(self, values: dict[str, Any] | None = None):
         """The method's config dataclass built from ``values`` (default: ``hyperparameters()``)."""
         values = self.hyperparameters() if values is None else values
@@ -152,11 +166,39 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} does not exist; pass the path of a YAML spec")
+    return parse_spec(read_yaml(path), overrides=overrides, base_dir=path.resolve().parent)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (plain YAML keeps the last one
+    silently, so ``gamma1`` written twice would search the second range without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one mapping; "
+                                "keep one of them")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file as plain data; one-line SpecError for bad encoding, syntax or repeated keys."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#x} at offset {error.start}); "
+                        "save the spec as UTF-8") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot be read ({error.strerror}); check the path and its permissions") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    return parse_spec(raw, overrides=overrides, base_dir=path.resolve().parent)
 
 
 def load_resolved_spec(path: str | Path) -> Spec:
@@ -164,7 +206,7 @@ def load_resolved_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{str(path.parent)!r} holds no spec.yaml; is it a raytailor output folder?")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     resolved = raw.pop("resolved", {}) if isinstance(raw, dict) else {}
     return parse_spec(raw, base_dir=Path(resolved.get("base_dir", path.parent)))
 
@@ -304,6 +346,10 @@ def _validate(spec: Spec) -> None:
          f"objectives must start with accuracy, got {spec.objectives}")
     for objective in spec.objectives:
         need(objective in OBJECTIVES, f"objective {objective!r} is unknown; use {', '.join(OBJECTIVES)}")
+    repeated = sorted({o for o in spec.objectives if spec.objectives.count(o) > 1})
+    need(not repeated, f"objectives name {repeated[0] if repeated else ''!r} twice; list each objective once")
+    need(DEVICE.fullmatch(spec.device) is not None,
+         f"device must be auto, cpu, cuda or cuda:N, got {spec.device!r}")
     need(spec.search.sampler in SAMPLERS, f"search.sampler must be one of {', '.join(SAMPLERS)}, got {spec.search.sampler!r}")
     need(spec.search.trials >= 1, f"search.trials must be >= 1, got {spec.search.trials}")
     need(spec.search.max_concurrent >= 1, f"search.max_concurrent must be >= 1, got {spec.search.max_concurrent}")

@@ -118,6 +118,54 @@ def test_bad_input_is_one_line_exit_2(tmp_path, edit, message):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raytailor: error:") and message in lines[0]
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def _spec_text(tmp_path, text: bytes):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(text)
+    return path
+
+
+def _yaml(edit: dict) -> bytes:
+    return yaml.safe_dump({**TINY, **edit}).encode()
+
+
+# (what is wrong, the spec file's bytes, extra arguments, where --out goes, what the line says)
+REFUSED = [
+    ("a key written twice", _yaml({}) + b"name: again\n", [], "out", "key 'name' appears twice"),
+    ("a space entry written twice", yaml.safe_dump({k: v for k, v in TINY.items() if k != "space"}).encode() + b"space:\n  skips: {choices: [1]}\n  skips: {choices: [2]}\n",
+     [], "out", "key 'skips' appears twice"),
+    ("a spec that is not UTF-8", _yaml({}).replace(b"name: tiny", "name: caf\u00e9".encode("latin-1")), [], "out",
+     "not UTF-8"),
+    ("an objective repeated", _yaml({"objectives": ["accuracy", "macs", "macs"]}), [], "out", "'macs' twice"),
+    ("an unknown device", _yaml({"device": "banana"}), [], "out", "device must be auto, cpu, cuda or cuda:N"),
+    ("blocks_removed beyond the backbone", _yaml({}), ["--set", "space.blocks_removed.high=12"], "out",
+     "blocks_removed may be 12, but resnet20 has 9 blocks"),
+    ("a pruning grid beyond the backbone", _yaml({}), ["--set", "prune_blocks=[2,10]"], "out",
+     "prune_blocks may be 10, but resnet20 has 9 blocks"),
+    ("a missing weights file", _yaml({"backbone": {"arch": "resnet20", "weights": "nowhere.safetensors"}}), [], "out",
+     "nowhere.safetensors"),
+    ("--out under a regular file", _yaml({}), [], "file/out", "is a file"),
+    ("--out that is a file", _yaml({}), [], "file", "is a file, not a folder"),
+]
+if not torch.cuda.is_available():
+    REFUSED.append(("a CUDA device on a machine without one", _yaml({"device": "cuda"}), [], "out", "no CUDA device"))
+
+
+@pytest.mark.parametrize("command", ["tailor", "search"])
+@pytest.mark.parametrize("case", REFUSED, ids=[case[0] for case in REFUSED])
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, command, case):
+    """One line, exit 2, no traceback, and nothing written or started: no --out folder, no Ray."""
+    _, text, args, out, message = case
+    spec = _spec_text(tmp_path, text)
+    (tmp_path / "file").write_text("a file where a folder should go")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = _run_cli(command, str(spec), "--out", str(tmp_path / out), *args)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "ray" not in done.stderr.lower().replace("raytailor", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_missing_spec_and_bad_flags_exit_2(tmp_path):

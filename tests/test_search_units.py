@@ -156,3 +156,38 @@ def test_searcher_tells_the_sampled_sub_models_values(tmp_path):
     first, second = study.trials
     assert first.values == [90.0, 1e6] and first.constraints[CONSTRAINT] == pytest.approx(-10.0)
     assert second.state == optuna.trial.TrialState.FAIL
+
+
+def test_a_trial_builds_its_networks_from_the_shared_buffers_and_never_writes_them():
+    """Networks come from the shared numpy state (built on the meta device, then filled): the
+    same function as the originals, every tensor on the trial's device, none aliasing the
+    read-only buffers that every trial on the node maps."""
+    import copy
+
+    import torch
+
+    from raytailor.run import prepare
+    from raytailor.search.shared import SharedTask, to_numpy_state
+
+    spec = parse_spec({"name": "x", "method": "nettailor",
+                       "backbone": {"arch": "resnet20", "weights": "asset:resnet20_shapes16.safetensors"},
+                       "data": {"dataset": "synthetic", "image_size": 16, "num_classes": 3, "samples_per_class": 6},
+                       "device": "cpu"})
+    prepared = prepare(spec)
+    teacher = copy.deepcopy(prepared.pretrained)
+    with torch.no_grad():
+        teacher.classifier.weight.add_(1.0)  # a different network than the backbone
+    shared = SharedTask.from_prepared(prepared, teacher_state=to_numpy_state(teacher),
+                                      teacher_metrics={"val_accuracy": 50.0})
+    for array in [*shared.backbone_state.values(), *shared.teacher_state.values()]:
+        array.flags.writeable = False  # as the object store hands them out
+    built, built_teacher = shared.materialise()
+    x = torch.randn(4, 3, 16, 16)
+    for original, rebuilt in ((prepared.pretrained, built.pretrained), (teacher, built_teacher)):
+        assert all(t.device.type == "cpu" for t in rebuilt.state_dict().values())
+        assert torch.equal(original.eval()(x), rebuilt.eval()(x))
+    before = {k: v.copy() for k, v in shared.backbone_state.items()}
+    with torch.no_grad():
+        for p in built.pretrained.parameters():
+            p.add_(1.0)  # a trial training its copy
+    assert all((shared.backbone_state[k] == v).all() for k, v in before.items())

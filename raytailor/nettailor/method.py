@@ -34,6 +34,17 @@ class NetTailor(TailoringMethod):
         return MethodOutcome(candidates, details={"prunings_duplicate": outcome.duplicates,
                                                   "prunings_empty": outcome.empty})
 
+    def check(self, values: dict[str, list], backbone) -> None:
+        from raytailor.errors import SpecError
+
+        blocks = backbone.num_blocks
+        for name in ("blocks_removed", "prune_blocks"):
+            flat = [v for value in values.get(name, []) for v in (value if isinstance(value, list) else [value])]
+            too_many = [v for v in flat if v > blocks]
+            if too_many:
+                raise SpecError(f"{name} may be {max(too_many)}, but {backbone.arch} has {blocks} blocks to remove; "
+                                f"keep {name} <= {blocks}")
+
     def rebuild(self, architecture: dict[str, Any]) -> nn.Module:
         from raytailor.nettailor.compaction import build_path_network
         from raytailor.nettailor.graph import Path

@@ -6,7 +6,7 @@ import sys
 
 import ray
 
-from raytailor.run import fit_teacher, model_metrics, prepare
+from raytailor.run import Prepared, fit_teacher, model_metrics, prepare
 from raytailor.search.shared import SharedTask, to_numpy_state
 from raytailor.search.teacher_cache import load_teacher, store_teacher, teacher_key
 from raytailor.spec import Spec
@@ -19,7 +19,9 @@ def _train_teacher(spec: Spec) -> tuple[dict, dict]:
     return to_numpy_state(teacher), model_metrics(prepared, teacher, [teacher])
 
 
-def prepare_shared(spec: Spec, *, verbose: bool = True) -> SharedTask:
+def prepare_shared(spec: Spec, *, prepared: Prepared | None = None, verbose: bool = True) -> SharedTask:
+    """The shared task; ``prepared``: the data and backbone already loaded in this process (on
+    the CPU), else they are loaded here. The teacher comes from the cache or a Ray task."""
     key = teacher_key(spec)
     cached = load_teacher(key)
     if cached is None:
@@ -35,6 +37,5 @@ def prepare_shared(spec: Spec, *, verbose: bool = True) -> SharedTask:
         if verbose:
             print(f"[prepare] reusing the cached teacher {key} (val {metrics['val_accuracy']:.2f}%)",
                   file=sys.stderr, flush=True)
-    prepared = prepare(spec)
-    prepared.pretrained.cpu()
+    prepared = prepared or prepare(spec, device="cpu")  # a cluster's head node may have no GPU
     return SharedTask.from_prepared(prepared, teacher_state=state, teacher_metrics=metrics, teacher_key=key)

@@ -97,6 +97,8 @@ def run_search(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from raytailor.preflight import check_device, check_hyperparameters, check_output
+    from raytailor.run import prepare
     from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
     from raytailor.search.prepare import prepare_shared
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
@@ -107,13 +109,19 @@ def run_search(
     if (out_dir / EXPERIMENT).exists():
         raise SpecError(f"{out_dir} already holds a search; continue it with `raytailor resume {out_dir}` "
                         "or choose another --out")
+    # everything that can be refused is refused before a file is written or Ray starts
+    check_output(out_dir)
+    if address is None:  # a private Ray instance: the trials run on this machine
+        check_device(spec)
+    prepared = prepare(spec, device="cpu")  # data and weights, checked by loading them
+    check_hyperparameters(spec, prepared.pretrained)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(dump_spec(spec))
     location = _storage_location(out_dir, storage)
     (out_dir / "search.json").write_text(json.dumps({"storage": location, "address": address}, indent=2))
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # per-epoch reports carry no objectives
     _init_ray(address)
-    shared = prepare_shared(spec, verbose=verbose)
+    shared = prepare_shared(spec, prepared=prepared, verbose=verbose)
     (out_dir / "teacher.json").write_text(json.dumps(
         {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
          "cache_key": shared.teacher_key}, indent=2))

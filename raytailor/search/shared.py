@@ -69,9 +69,15 @@ class SharedTask:
         return int(sum(a.nbytes for a in states))
 
     def network_from_state(self, state: State, device: str | torch.device) -> BlockNetwork:
-        network = create_backbone(self.spec.backbone.arch, num_classes=len(self.class_names))
-        network.load_state_dict({k: _tensor(v) for k, v in state.items()})
-        return network.to(device)
+        """The network with ``state``'s tensors, copied into fresh memory on ``device`` (trials
+        train their copies; the shared buffers stay read-only). Built on the meta device, so no
+        random initialisation is computed only to be overwritten; the strict load fills every
+        tensor (a backbone holds no buffer outside its state dict)."""
+        with torch.device("meta"):
+            network = create_backbone(self.spec.backbone.arch, num_classes=len(self.class_names))
+        network.to_empty(device=device)
+        network.load_state_dict({k: _tensor(v) for k, v in state.items()}, strict=True)
+        return network
 
     def materialise(self, device: str | None = None) -> tuple[Prepared, BlockNetwork]:
         """(Prepared, teacher) for one trial, built from the shared buffers."""
