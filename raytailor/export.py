@@ -46,7 +46,12 @@ def read_architecture(directory: str | Path) -> dict[str, Any]:
 
 
 def load_tailored(directory: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
-    """The exported model as a plain ``torch.nn.Module`` in eval mode."""
+    """The exported model as a plain ``torch.nn.Module`` in eval mode.
+
+    A folder that was edited or damaged is refused in one line (``ExportError``) before any
+    memory is allocated for it: the architecture is first built on the meta device (shapes
+    only) and every tensor's shape compared with the weights file's header, so a tampered width
+    or class count cannot make torch allocate what the file does not hold."""
     from safetensors.torch import load_file
 
     architecture = read_architecture(directory)
@@ -58,6 +63,39 @@ def load_tailored(directory: str | Path, *, device: str | torch.device = "cpu") 
     method = methods().get(architecture.get("method"))
     if method is None:
         raise ExportError(f"{directory}: unknown method {architecture.get('method')!r}")
-    model = method.rebuild(architecture)
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in _rebuild(method, architecture, directory).state_dict().items()}
+    stored = _stored_shapes(weights)
+    if stored != shapes:
+        name = sorted(set(stored) ^ set(shapes)) or sorted(k for k in shapes if stored[k] != shapes[k])
+        raise ExportError(f"{directory}: {WEIGHTS_FILE} does not match {ARCHITECTURE_FILE} (e.g. {name[0]!r}: file "
+                          f"{stored.get(name[0])}, architecture {shapes.get(name[0])}); re-export the model")
+    model = _rebuild(method, architecture, directory)
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except Exception as error:  # safetensors raises its own error type for a damaged body
+        raise ExportError(f"{weights}: cannot be read ({' '.join(str(error).split())[:200]}); re-export the model") from None
     return model.to(device).eval()
+
+
+def _rebuild(method: Any, architecture: dict[str, Any], directory: str | Path) -> nn.Module:
+    from raytailor.errors import RaytailorError
+
+    try:
+        return method.rebuild(architecture)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RaytailorError) as error:
+        detail = f"missing key {error}" if isinstance(error, KeyError) else " ".join(str(error).split())[:200]
+        raise ExportError(f"{directory}: {ARCHITECTURE_FILE} does not describe a {method.name} model "
+                          f"({detail}); re-export the model") from None
+
+
+def _stored_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header (nothing else is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as error:  # a truncated or foreign file: safetensors' own error types
+        raise ExportError(f"{weights}: not a readable safetensors file ({' '.join(str(error).split())[:200]}); "
+                          "re-export the model") from None

@@ -69,6 +69,64 @@ def test_export_copies_the_model(tiny_run, tmp_path):
     assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 2  # not empty
 
 
+def _transtailor_export(folder):
+    """A filter-pruned ResNet-20 export (every conv of the first stage narrowed to 8 filters)."""
+    from raytailor.export import save_tailored
+    from raytailor.transtailor.rebuild import layer_widths, rebuild_pruned
+
+    widths = layer_widths(create_backbone("resnet20", num_classes=4))
+    model = rebuild_pruned(arch="resnet20", num_classes=4, widths=widths)
+    save_tailored(model, folder, architecture={"method": "transtailor", "arch": "resnet20", "num_classes": 4,
+                                               "input": {"image_size": 16}, "widths": widths})
+    return folder
+
+
+def _edit_json(folder, change):
+    path = folder / "architecture.json"
+    architecture = json.loads(path.read_text())
+    change(architecture)
+    path.write_text(json.dumps(architecture))
+
+
+TAMPERED = {
+    "paths key removed": ("nettailor", lambda f: _edit_json(f, lambda a: a.pop("paths")), "missing key 'paths'"),
+    "a path beyond the backbone": ("nettailor", lambda f: _edit_json(f, lambda a: a["paths"].append([40, 41, "block"])),
+                                   "does not describe a nettailor model"),
+    "a path of an unknown kind": ("nettailor", lambda f: _edit_json(f, lambda a: a["paths"].append([0, 1, "wormhole"])),
+                                  "invalid path"),
+    "an unknown backbone": ("nettailor", lambda f: _edit_json(f, lambda a: a.update(arch="resnet9000")), "resnet9000"),
+    "a class count of a billion": ("nettailor", lambda f: _edit_json(f, lambda a: a.update(num_classes=10**9)),
+                                   "does not match architecture.json"),
+    "a width of a billion": ("transtailor", lambda f: _edit_json(f, lambda a: a["widths"]["stem.0"].__setitem__(0, 10**9)),
+                             "does not match architecture.json"),
+    "a truncated weights file": ("transtailor", lambda f: (f / "weights.safetensors").write_bytes(
+        (f / "weights.safetensors").read_bytes()[:5000]), "weights.safetensors"),
+    "weights of another model": ("transtailor", lambda f: (f / "weights.safetensors").write_bytes(b"\x00" * 64),
+                                 "not a readable safetensors file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_an_edited_or_damaged_model_folder_is_refused_in_one_line(tiny_run, tmp_path, capsys, case):
+    import shutil
+
+    method, tamper, message = TAMPERED[case]
+    spec, out, _ = tiny_run
+    folder = tmp_path / "model"
+    if method == "nettailor":
+        shutil.copytree(out / "model", folder)
+    else:
+        _transtailor_export(folder)
+    assert raytailor.load_tailored(folder) is not None  # intact, it loads
+    tamper(folder)
+    with pytest.raises(raytailor.errors.ExportError, match=message.replace("(", r"\(")):
+        raytailor.load_tailored(folder)
+    capsys.readouterr()
+    assert main(["evaluate", str(folder), "--spec", str(spec), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
 def test_describe_resnet34_paper_counts(capsys):
     assert main(["describe", "--method", "nettailor", "--backbone", "resnet34", "--num-classes", "10",
                  "--image-size", "224", "--set", "skips=3", "--json"]) == 0
