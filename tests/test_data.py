@@ -192,6 +192,15 @@ def test_imagefolder_flat_layout(tmp_path) -> None:
             assert image[:, 4, 4].tolist() == list(colour)
 
 
+def test_a_one_class_folder_is_refused(tmp_path) -> None:
+    """A teacher at "100 %" on one class would make every model feasible and teach nothing."""
+    (tmp_path / "only").mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "only" / f"{i}.png")
+    with pytest.raises(DataError, match="has 1 class with training images; a task needs at least two"):
+        load_splits(dataset="imagefolder", root=str(tmp_path), image_size=8, seed=0)
+
+
 def test_imagefolder_crops_the_centre(tmp_path) -> None:
     image = np.zeros((10, 30, 3), dtype=np.uint8)  # H x W x 3: a wide image
     image[:, :10] = (255, 0, 0)  # left third red, centre black, right third blue

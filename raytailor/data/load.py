@@ -50,6 +50,12 @@ def load_splits(
     _check_args(image_size, val_fraction, test_fraction, seed, num_classes, samples_per_class)
     source = _read(name, root, image_size, seed, download, num_classes, samples_per_class)
     source = _keep_first_classes(source, num_classes)
+    present = len(set(source.train_labels.tolist()))
+    if len(source.class_names) < 2 or present < 2:
+        raise DataError(
+            f"{name}{f' at {root}' if root else ''} has {min(len(source.class_names), present)} class with "
+            "training images; a task needs at least two (one folder per class)"
+        )
 
     pool_images, pool_labels = source.train_images, source.train_labels  # N x 3 x S x S, N
     if source.test_images is not None and source.test_labels is not None:
