@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from search_command import run_search  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "search_spaces" / "demo.yaml"
@@ -57,18 +56,6 @@ VARIANTS = {
 }
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
-
-
-def run_search(out: Path, cache: Path, sets: list[str]) -> float:
-    env = {**os.environ, "RAYTAILOR_CACHE": str(cache)}
-    args = [sys.executable, "-m", "raytailor.cli", "search", str(DEMO), "--out", str(out)]
-    for item in sets:
-        args += ["--set", item]
-    started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"search failed ({' '.join(sets)}):\n{done.stderr[-2000:]}")
-    return time.perf_counter() - started
 
 
 def hypervolume(points: list[tuple[float, float]], *, reference: tuple[float, float]) -> float:
@@ -150,14 +137,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         for task in args.tasks:  # the teachers, once
-            run_search(root / f"warmup-{task}", root / "cache", [*TASKS[task], *sets, "search.trials=1",
+            run_search(DEMO, root / f"warmup-{task}", root / "cache", [*TASKS[task], *sets, "search.trials=1",
                                                                    "student_epochs=1", "finetune_epochs=0"])
         for round_, seed in enumerate(args.seeds):
             for task in args.tasks:
                 shift = round_ % len(args.variants)
                 for variant in args.variants[shift:] + args.variants[:shift]:
                     out = root / f"{task}-{variant}-{seed}"
-                    wall = run_search(out, root / "cache", [*TASKS[task], *sets, *VARIANTS[variant],
+                    wall = run_search(DEMO, out, root / "cache", [*TASKS[task], *sets, *VARIANTS[variant],
                                                             f"search.seed={seed}"])
                     results[task][variant][seed] = measure(out, wall)
                     print(f"[{task} {variant} seed {seed}] {json.dumps(results[task][variant][seed])}",

@@ -19,30 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from search_command import run_search  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 # the demo, shortened: 8 trials, 2 at a time, every one run to its end (overhead, not savings)
 DEFAULT_SETS = ["student_epochs=3", "finetune_epochs=1", "search.early_stopping=none"]
-
-
-def run_search(spec: Path, out: Path, cache: Path, sets: list[str]) -> float:
-    env = {**os.environ, "RAYTAILOR_CACHE": str(cache)}
-    args = [sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)]
-    for item in sets:
-        args += ["--set", item]
-    started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"search failed:\n{done.stderr[-2000:]}")
-    return seconds
 
 
 def trial_times(out: Path) -> tuple[float, float]:

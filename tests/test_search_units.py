@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from raytailor.search.results import hyperparameter_types, trial_row
-from raytailor.search.searcher import CONSTRAINT, ConstrainedOptunaSearch, make_sampler
+from raytailor.search.searcher import CONSTRAINT, ConstrainedOptunaSearch, journal_storage, make_sampler
 from raytailor.search.space import DefineByRun, is_integer_range
 from raytailor.spec import ParamSpec, parse_spec
 
@@ -191,3 +191,30 @@ def test_a_trial_builds_its_networks_from_the_shared_buffers_and_never_writes_th
         for p in built.pretrained.parameters():
             p.add_(1.0)  # a trial training its copy
     assert all((shared.backbone_state[k] == v).all() for k, v in before.items())
+
+
+def test_a_search_uses_the_files_of_the_folder_it_runs_in(tmp_path):
+    """Paths pickled with a search (scheduler, callbacks, searcher) point at the folder it was
+    started in; while a driver runs the search in another folder (moved, copied), they resolve
+    there, and nowhere else once it is done."""
+    from pathlib import Path
+
+    from raytailor.search.location import relocated, search_folder
+
+    import shutil
+
+    pickled = Path("/where/it/started/optuna.journal")
+    assert relocated(pickled) == pickled
+    searcher = _searcher(tmp_path / "original")
+    searcher.suggest("a")
+    state = pickle.dumps(searcher)  # as saved with the experiment
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    with search_folder(tmp_path / "copy"):
+        assert relocated(pickled) == (tmp_path / "copy" / "optuna.journal").resolve()
+        clone = pickle.loads(state)
+        assert clone.storage_path == (tmp_path / "copy" / "optuna.journal").resolve()
+        clone.on_trial_complete("a", {"val_accuracy": 90.0, "macs": 1e6})
+    assert relocated(pickled) == pickled
+    told = lambda folder: optuna.load_study(study_name="unit", storage=journal_storage(folder / "optuna.journal"))
+    assert told(tmp_path / "copy").trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert told(tmp_path / "original").trials[0].state == optuna.trial.TrialState.RUNNING  # untouched

@@ -7,6 +7,8 @@ from typing import Any
 
 from ray import tune
 
+from raytailor.search.location import relocated
+
 
 class SubmodelsToStudy(tune.Callback):
     """When a trial finishes, tell the Optuna study about every sub-model that stands for other
@@ -29,7 +31,7 @@ class SubmodelsToStudy(tune.Callback):
         records = checkpoint_submodels(trial.checkpoint) if trial.checkpoint is not None else None
         if len(records or []) < 2:
             return
-        study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
+        study = optuna.load_study(study_name=self.study_name, storage=journal_storage(relocated(self.journal)))
         add_submodel_trials(study, space=self.space, config=trial.config, records=records, metrics=self.metrics,
                             accuracy_target=self.accuracy_target, trial_id=trial.trial_id)
 
@@ -46,7 +48,7 @@ class StoppedToTensorBoard(tune.Callback):
 
         from raytailor.search.early_stopping import stopped_trials
 
-        stop = stopped_trials(self.record).get(trial.trial_id)
+        stop = stopped_trials(relocated(self.record)).get(trial.trial_id)
         if stop is None or not trial.local_path:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:

@@ -18,6 +18,7 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
+from raytailor.search.location import search_folder
 from raytailor.search.results import rows_from_results, write_outputs
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
@@ -146,8 +147,9 @@ def run_search(
         ),
         run_config=_run_config(spec, location, verbose, callbacks=callbacks),
     )
-    results = tuner.fit()
-    return _finish(out_dir, spec, results, shared, verbose)
+    with search_folder(out_dir):
+        results = tuner.fit()
+        return _finish(out_dir, spec, results, shared, verbose)
 
 
 def _storage_location(out_dir: Path, storage: str | None) -> str:
@@ -156,10 +158,12 @@ def _storage_location(out_dir: Path, storage: str | None) -> str:
 
 
 def experiment_path(out_dir: Path) -> str:
-    """The Ray experiment folder of a search (recorded in search.json, remote storage too)."""
+    """The Ray experiment folder of a search: inside the folder itself when it is there (a moved
+    or copied folder included), else the remote storage recorded in search.json."""
     record = out_dir / "search.json"
-    storage = json.loads(record.read_text())["storage"] if record.is_file() else str(out_dir)
-    return f"{storage}/{EXPERIMENT}"
+    if (out_dir / EXPERIMENT).is_dir() or not record.is_file():
+        return str(out_dir / EXPERIMENT)
+    return f"{json.loads(record.read_text())['storage']}/{EXPERIMENT}"
 
 
 def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: bool = True) -> dict | None:
@@ -176,10 +180,11 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     if not tune.Tuner.can_restore(experiment):
         raise SpecError(f"{out_dir} has no restorable search state in {experiment}; start a new search")
     shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
-    tuner = tune.Tuner.restore(experiment, trainable=_trainable(spec, shared),
-                               resume_unfinished=True, resume_errored=False, restart_errored=False)
-    results = tuner.fit()
-    return _finish(out_dir, spec, results, shared, verbose)
+    with search_folder(out_dir):  # the pickled scheduler, callbacks and searcher use this folder's files
+        tuner = tune.Tuner.restore(experiment, trainable=_trainable(spec, shared),
+                                   resume_unfinished=True, resume_errored=False, restart_errored=False)
+        results = tuner.fit()
+        return _finish(out_dir, spec, results, shared, verbose)
 
 
 def _finish(out_dir: Path, spec: Spec, results: Any, shared: Any, verbose: bool) -> dict | None:

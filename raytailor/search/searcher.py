@@ -23,6 +23,7 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
+from raytailor.search.location import relocated
 from raytailor.search.trainable import SAMPLED, is_finished
 
 CONSTRAINT = "accuracy_target"
@@ -96,6 +97,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def __setstate__(self, state: dict) -> None:
         numbers = state.pop("_ot_trial_numbers", {})
         self.__dict__.update(state)
+        self.storage_path = relocated(self.storage_path)  # a moved folder: its own journal
         self._storage = journal_storage(self.storage_path)
         if self._study_name is not None and self._metric is not None:
             self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
