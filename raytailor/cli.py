@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shutil
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 from raytailor.errors import RaytailorError, SpecError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# a full disk, a read-only or foreign folder: said in one line, not a traceback
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 DEMO_SPECS = {
     "nettailor": REPO_ROOT / "search_spaces" / "demo.yaml",
     "transtailor": REPO_ROOT / "search_spaces" / "transtailor_demo.yaml",
@@ -89,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except RaytailorError as error:
         print(f"raytailor: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRORS:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"raytailor: error: cannot write{where}: {error.strerror}; free space or choose a writable "
+              "--out (what was written before stays)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("raytailor: interrupted", file=sys.stderr)

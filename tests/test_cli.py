@@ -247,3 +247,21 @@ def test_bad_pruning_grid_is_one_line_exit_2_and_writes_nothing(tmp_path, comman
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """Writing outputs that fails for lack of space (or a read-only folder) names the file."""
+    import errno
+    import os
+
+    from raytailor import run as run_module
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "teacher": {**TINY["teacher"], "epochs": 0}}))
+    monkeypatch.setattr(run_module.Path, "write_text", full)
+    assert main(["tailor", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and str(tmp_path / "out" / "spec.yaml") in err[0]
