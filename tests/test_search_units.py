@@ -218,3 +218,19 @@ def test_a_search_uses_the_files_of_the_folder_it_runs_in(tmp_path):
     told = lambda folder: optuna.load_study(study_name="unit", storage=journal_storage(folder / "optuna.journal"))
     assert told(tmp_path / "copy").trials[0].state == optuna.trial.TrialState.COMPLETE
     assert told(tmp_path / "original").trials[0].state == optuna.trial.TrialState.RUNNING  # untouched
+
+
+def test_a_trial_that_failed_by_itself_is_an_error_with_its_reason_and_fail_in_optuna(tmp_path):
+    """Its last report says why (no retry could help); Optuna is told FAIL, the row is ERROR."""
+    last = {"failed": "TailoringError: pruning removed every path to the classifier", "finished": False,
+            "epochs": 3, "done": True}
+    searcher = _searcher(tmp_path)
+    searcher.suggest("t")
+    searcher.on_trial_complete("t", last)
+    study = optuna.load_study(study_name="unit", storage=searcher._storage)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"}})
+    row = trial_row("t", {}, last, None, spec)
+    assert row["status"] == "ERROR" and row["reason"] == last["failed"] and row["trained_epochs"] == 3
+    assert row["val_accuracy"] is None and not row["feasible"]

@@ -25,7 +25,7 @@ from raytailor.pareto import STOPPED_STATUS
 from raytailor.run import submodel_dir
 from raytailor.search.early_stopping import Stop
 from raytailor.search.space import is_integer_range
-from raytailor.search.trainable import EPOCHS, is_finished
+from raytailor.search.trainable import EPOCHS, FAILED, is_finished
 from raytailor.spec import Spec
 
 METRICS = ("val_accuracy", "test_accuracy", "params", "macs", "task_params")
@@ -43,16 +43,17 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
     return types
 
 
-def trial_row(trial_id: str, config: dict, metrics: dict | None, error: Exception | bool | None, spec: Spec,
+def trial_row(trial_id: str, config: dict, metrics: dict | None, error: Exception | bool | str | None, spec: Spec,
               stop: Stop | None = None) -> dict[str, Any]:
     """One trial's row. A trial early stopping ended (``stop``) is ``STOPPED`` with its reason and
     its last estimate as metrics (validation accuracy so far, projected costs; no test accuracy)."""
     metrics = metrics or {}
+    error = error or metrics.get(FAILED)  # failed by itself: its reason is in its last report
     done = is_finished(metrics) and not error
     stopped = stop is not None and not done and not error
     status = "TERMINATED" if done else "ERROR" if error else STOPPED_STATUS if stopped else "INTERRUPTED"
     row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
-           "reason": stop.reason if stopped else error_reason(error) if error else None,
+           "reason": stop.reason if stopped else error if isinstance(error, str) else error_reason(error),
            "trained_epochs": metrics.get(EPOCHS)}
     row |= {name: config.get(name) for name in spec.space}
     values = metrics if done else stop.estimate if stopped else {}

@@ -87,7 +87,7 @@ def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None 
 
     # verbose: Ray's live trial table, and each trial's final metrics as it completes
     return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0, callbacks=callbacks,
-                          failure_config=tune.FailureConfig(max_failures=0))
+                          failure_config=tune.FailureConfig(max_failures=spec.search.max_failures))
 
 
 def run_search(

@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
 from raytailor.search.location import relocated
-from raytailor.search.trainable import SAMPLED, is_finished
+from raytailor.search.trainable import FAILED, SAMPLED, is_finished
 
 CONSTRAINT = "accuracy_target"
 
@@ -66,7 +66,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
-        if result and not error and not is_finished(result):
+        if result and not error and FAILED not in result and not is_finished(result):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
@@ -74,7 +74,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         # NetTailor trial may choose another pruning, which the sampler learns as a trial of its own
         values = [result.get(f"{SAMPLED}/{m}", result.get(m)) if result else None for m in self.metric]
         accuracy = result.get(f"{SAMPLED}/val_accuracy", result.get("val_accuracy")) if result else None
-        if error or not _all_finite([*values, accuracy]):
+        if error or FAILED in (result or {}) or not _all_finite([*values, accuracy]):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return

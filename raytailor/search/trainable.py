@@ -17,7 +17,7 @@ from typing import Any
 
 from ray import tune
 
-from raytailor.errors import RaytailorError, TailoringError
+from raytailor.errors import RaytailorError
 from raytailor.methods import SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import meets_target
 from raytailor.run import run_method, save_run
@@ -29,6 +29,7 @@ SAMPLED = "sampled"  # prefix of the final report's metrics for the sub-model of
 EPOCHS = "epochs"    # training epochs so far (every stage), in every report
 ESTIMATE = "estimate"  # prefix of a per-epoch report's estimate (raytailor.methods.estimate_of)
 FINISHED = "finished"  # True in the last report of a trial that ran to its end
+FAILED = "failed"      # the one-line reason in the last report of a trial that failed by itself
 BEST_VAL_ACCURACY = "best_val_accuracy"  # final report: the most accurate sub-model's
 
 
@@ -38,7 +39,7 @@ def is_finished(metrics: dict[str, Any]) -> bool:
     Only a final report has a top-level ``val_accuracy`` (searches before ``finished`` existed)."""
     if FINISHED in metrics:
         return bool(metrics[FINISHED])
-    return "val_accuracy" in metrics
+    return "val_accuracy" in metrics and FAILED not in metrics
 
 
 def sampled_submodel(metrics: dict[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,8 +84,12 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:
     try:
         run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
                          accuracy_target=shared.accuracy_target)
-    except RaytailorError as error:  # e.g. pruning cut every path: a failed trial, said plainly
-        raise TailoringError(str(error)) from None
+    except RaytailorError as error:
+        # it failed by itself (pruning cut every path, the loss diverged): the same values would
+        # fail again, so it ends here with its reason, never retried (search.max_failures
+        # retries only trials whose worker died)
+        tune.report({FAILED: f"{type(error).__name__}: {error}", FINISHED: False, EPOCHS: epochs})
+        return
     with tempfile.TemporaryDirectory() as folder:
         save_run(run, Path(folder))
         tune.report(final_metrics(run.metrics, shared.accuracy_target, values) | {EPOCHS: epochs},
