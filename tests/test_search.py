@@ -259,6 +259,44 @@ def test_early_stopping_decisions_survive_an_interrupt_and_reach_every_output(tm
     assert summary["trained_epochs"] == sum(r["trained_epochs"] for r in rows.values())
 
 
+def _trial_workers() -> list[int]:
+    """PIDs of the Ray worker processes running a trial (Tune's function trainable actor)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"ImplicitFunc" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_trial_whose_worker_is_killed_runs_again_and_finishes(tmp_path, env):
+    """SIGKILL of the worker mid-student: the trial runs again (search.max_failures) and ends
+    TERMINATED with its metrics; the search exits 0."""
+    spec = {**TINY, "name": "killed", "search": {**TINY["search"], "trials": 1, "early_stopping": "none"},
+            "fixed": {**{k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}, "student_epochs": 4}}
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "search"
+    log = open(tmp_path / "search.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(path), "--out", str(out)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline, killed = time.time() + SEARCH_TIMEOUT, None
+    while time.time() < deadline and process.poll() is None and killed is None:
+        results = list((out / "trials").glob("*/result.json")) if (out / "trials").is_dir() else []
+        if results and results[0].read_text().strip() and _trial_workers():  # mid-student: one epoch in
+            killed = _trial_workers()[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    assert killed is not None, "the trial was never seen running:\n" + log_text(log)
+    assert process.wait(timeout=SEARCH_TIMEOUT) == 0, log_text(log)
+    (row,) = pq.read_table(out / "trials.parquet").to_pylist()
+    assert row["status"] == "TERMINATED" and row["val_accuracy"] is not None and row["trained_epochs"] == 5
+    assert killed not in _trial_workers()
+
+
 @pytest.mark.slow
 def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypatch):
     import ray
