@@ -1,5 +1,6 @@
 """The one ``raytailor`` entry point. Bad input: one line on stderr, exit code 2."""
 
+
 from __future__ import annotations
 
 import argparse
@@ -13,12 +14,26 @@ from pathlib import Path
 from raytailor.errors import RaytailorError, SpecError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DESCRIPTION = ("Tailor pre-trained CNNs to new tasks (NetTailor, TransTailor) and search how to tailor them "
+               "on Ray Tune with constrained multi-objective Optuna. Bad input: one line on stderr, exit 2.")
+SET_HELP = ("override a spec field (data.image_size=32, search.early_stopping=none) or pin a method "
+            "hyper-parameter (gamma1=0.5: taken out of the space); repeat for several")
 # a full disk, a read-only or foreign folder: said in one line, not a traceback
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 DEMO_SPECS = {
     "nettailor": REPO_ROOT / "search_spaces" / "demo.yaml",
     "transtailor": REPO_ROOT / "search_spaces" / "transtailor_demo.yaml",
 }
+
+
+class _Help(argparse.HelpFormatter):
+    """Shows an option's default where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,61 +43,75 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="raytailor", description=__doc__)
+    from raytailor import __version__
+    from raytailor.backbones import list_backbones
+    from raytailor.methods import methods
+
+    parser = _Parser(prog="raytailor", description=DESCRIPTION,
+                     formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"raytailor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = commands.add_parser("demo", help="search how to tailor the embedded offline demo task")
-    demo.add_argument("--method", choices=sorted(DEMO_SPECS), default="nettailor")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                                   formatter_class=_Help)
+
+    address_help = ("join an existing Ray cluster (auto, HOST:PORT, ray://HOST:10001); without it a private Ray "
+                    "instance is started, never one already running on the machine")
+
+    demo = command("demo", "search how to tailor the embedded offline demo task")
+    demo.add_argument("--method", choices=sorted(DEMO_SPECS), default="nettailor", help="which demo spec")
     demo.add_argument("--trials", type=int, help="number of trials (default: the spec's, 8)")
     demo.add_argument("--out", help="output directory (default: runs/demo-<time>)")
 
-    search = commands.add_parser("search", help="Ray Tune + Optuna search over a spec's space")
-    search.add_argument("spec")
+    search = command("search", "search a spec's space on Ray Tune, sampled by constrained multi-objective Optuna")
+    search.add_argument("spec", help="the YAML spec (search_spaces/ holds examples)")
     search.add_argument("--trials", type=int, help="override search.trials")
     search.add_argument("--out", help="output directory (default: runs/<name>-<time>)")
-    search.add_argument("--address", help="join an existing Ray cluster (auto, HOST:PORT, ray://HOST:10001); "
-                        "without it the search starts a private Ray instance and never joins one already running")
+    search.add_argument("--address", help=address_help)
     search.add_argument("--storage", help="Ray storage for trial results (s3://bucket/path or a shared "
                                            "file system path; needed on multi-node clusters)")
-    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
 
-    resume = commands.add_parser("resume", help="continue an interrupted search")
-    resume.add_argument("run_dir")
-    resume.add_argument("--address", help="join an existing Ray cluster (auto, HOST:PORT, ray://HOST:10001); "
-                        "without it a private Ray instance is started")
+    resume = command("resume", "continue an interrupted search where its folder is now")
+    resume.add_argument("run_dir", help="the search folder")
+    resume.add_argument("--address", help=address_help)
 
-    pareto = commands.add_parser("pareto", help="rebuild the Pareto front of one or more searches")
-    pareto.add_argument("run_dirs", nargs="+")
-    pareto.add_argument("--objectives", default="accuracy,macs")
+    pareto = command("pareto", "rebuild the Pareto front of one or more searches")
+    pareto.add_argument("run_dirs", nargs="+", help="search folders")
+    pareto.add_argument("--objectives", default="accuracy,macs",
+                        help="comma-separated: accuracy first, then any of macs, params, task_params")
     pareto.add_argument("--out", help="write the front as Parquet")
     pareto.add_argument("--plot", help="write the front plot as PNG")
 
-    tailor = commands.add_parser("tailor", help="one tailoring run with fixed hyper-parameters, no Ray")
-    tailor.add_argument("spec")
+    tailor = command("tailor", "one tailoring run with fixed hyper-parameters, no Ray")
+    tailor.add_argument("spec", help="the YAML spec (its space defaults and fixed values are used)")
     tailor.add_argument("--out", help="output directory (default: runs/<name>-<time>)")
-    tailor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tailor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
 
-    describe = commands.add_parser("describe", help="sizes of a backbone and of what a method trains on it")
-    describe.add_argument("--method", choices=["nettailor", "transtailor"], default="nettailor")
-    describe.add_argument("--backbone", required=True)
-    describe.add_argument("--num-classes", type=int, required=True)
-    describe.add_argument("--image-size", type=int, required=True)
-    describe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    describe = command("describe", "sizes of a backbone and of what a method trains on it")
+    describe.add_argument("--method", choices=sorted(methods()), default="nettailor", help="the tailoring method")
+    describe.add_argument("--backbone", required=True, choices=list_backbones(), metavar="ARCH",
+                          help=f"one of {', '.join(list_backbones())}")
+    describe.add_argument("--num-classes", type=int, required=True, help="classes of the target task")
+    describe.add_argument("--image-size", type=int, required=True, help="input size in pixels")
+    describe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="a method hyper-parameter, e.g. skips=3")
     describe.add_argument("--json", action="store_true", help="print one JSON object")
 
-    export = commands.add_parser("export", help="copy a run's or a search trial's model to MODEL_DIR")
-    export.add_argument("run_dir")
+    export = command("export", "copy a run's or a search trial's model to MODEL_DIR")
+    export.add_argument("run_dir", help="a tailor run's or a search's folder")
     export.add_argument("--trial", default="leanest",
                         help="a search: a trial_id from trials.parquet (TransTailor sub-models are ID-itK) or "
                              "'leanest' (default); a tailor run: 'leanest' (the chosen model) or itK (a kept "
                              "TransTailor sub-model)")
-    export.add_argument("--out", required=True)
+    export.add_argument("--out", required=True, help="the new model folder (must not exist or be empty)")
 
-    evaluate = commands.add_parser("evaluate", help="accuracy of an exported model on a spec's split")
-    evaluate.add_argument("model_dir")
-    evaluate.add_argument("--spec", required=True)
-    evaluate.add_argument("--split", choices=["val", "test"], default="test")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate = command("evaluate", "accuracy of an exported model on a spec's split")
+    evaluate.add_argument("model_dir", help="an exported model folder")
+    evaluate.add_argument("--spec", required=True, help="a spec with the task's data (a run's own spec.yaml works)")
+    evaluate.add_argument("--split", choices=["val", "test"], default="test", help="which split to score")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -160,9 +189,11 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     from raytailor.pareto import rebuild_front
 
     front = rebuild_front(args.run_dirs, objectives=args.objectives.split(","), out=args.out, plot=args.plot)
-    for row in front:
-        print(json.dumps({k: row[k] for k in ("trial_id", "val_accuracy", "test_accuracy", "params", "macs",
-                                              "task_params")}))
+    if not front:
+        print(f"raytailor: the front is empty: no completed model of {', '.join(args.run_dirs)} met its "
+              "accuracy target", file=sys.stderr)
+    for row in front:  # the model's metrics, feasible, and the hyper-parameters it was tailored with
+        print(json.dumps({k: v for k, v in row.items() if k not in ("on_front", "chosen", "reason")}, default=str))
     return 0
 
 

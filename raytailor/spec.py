@@ -169,7 +169,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} does not exist; pass the path of a YAML spec")
-    return parse_spec(read_yaml(path), overrides=overrides, base_dir=path.resolve().parent)
+    raw = read_yaml(path)
+    # a spec raytailor wrote (RUN/spec.yaml) records where its relative paths are relative to
+    resolved = raw.pop("resolved", None) if isinstance(raw, dict) else None
+    base_dir = resolved.get("base_dir") if isinstance(resolved, dict) else None
+    return parse_spec(raw, overrides=overrides, base_dir=Path(base_dir) if base_dir else path.resolve().parent)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -209,9 +213,7 @@ def load_resolved_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{str(path.parent)!r} holds no spec.yaml; is it a raytailor output folder?")
-    raw = read_yaml(path)
-    resolved = raw.pop("resolved", {}) if isinstance(raw, dict) else {}
-    return parse_spec(raw, base_dir=Path(resolved.get("base_dir", path.parent)))
+    return load_spec(path)
 
 
 def parse_spec(raw: Any, *, overrides: list[str] | None = None, base_dir: Path | None = None) -> Spec:

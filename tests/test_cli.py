@@ -1,5 +1,6 @@
 """The raytailor command: a tiny end-to-end tailor run, export, evaluate, describe, bad input."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -60,6 +61,28 @@ def test_reloaded_export_reproduces_reported_figures(tiny_run, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["accuracy"] == pytest.approx(result["test_accuracy"])
     assert evaluated["macs"] == result["macs"] and evaluated["params"] == result["params"]
+
+
+def test_evaluate_takes_the_runs_own_spec(tiny_run, capsys):
+    """The spec.yaml a run wrote (with its ``resolved`` section) is a spec evaluate accepts."""
+    _, out, result = tiny_run
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model"), "--spec", str(out / "spec.yaml"), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["val_accuracy"])
+
+
+def test_every_option_has_help_and_the_version_is_printed(capsys):
+    from raytailor.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"raytailor {raytailor.__version__}"
+    assert "``" not in parser.format_help()
 
 
 def test_export_copies_the_model(tiny_run, tmp_path):

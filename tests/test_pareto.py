@@ -434,3 +434,25 @@ def test_plot_front_edge_cases(tmp_path):
     assert bottom > 70 and shown["points"]["below"] == [(100.0, bottom)]
     with pytest.raises(RaytailorError, match="max_drop"):
         plot_front([], tmp_path / "x.png", objectives=["accuracy", "macs"], max_drop=1.0)
+
+
+def test_pareto_command_prints_each_front_model_with_its_hyperparameters_and_says_an_empty_front(
+        tmp_path, capsys):
+    import json
+
+    from raytailor.cli import main
+
+    search = tmp_path / "search"
+    rows = [row("lean", 90.0, 1_000, lr=0.2), row("big", 95.0, 9_000, lr=0.1),
+            row("dominated", 89.0, 5_000), row("infeasible", 99.0, 100, feasible=False)]
+    write_trials_table(rows, search / "trials.parquet", hyperparameters={"lr": "float"}, metadata={})
+    assert main(["pareto", str(search)]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(p["trial_id"], p["lr"], p["feasible"]) for p in printed] == [("search/lean", 0.2, True),
+                                                                         ("search/big", 0.1, True)]
+    empty = tmp_path / "empty"
+    write_trials_table([row("infeasible", 99.0, 100, feasible=False)], empty / "trials.parquet",
+                       hyperparameters={"lr": "float"}, metadata={})
+    assert main(["pareto", str(empty)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "the front is empty" in err
