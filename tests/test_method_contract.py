@@ -181,6 +181,7 @@ def test_sampler_is_told_every_other_pruning_as_a_trial_of_its_own(tmp_path):
     assert [t.params for t in extra] == [{**own, "blocks_removed": 6}, {**own, "theta": 0.15}]
     assert [t.values for t in extra] == [[70.0, 40], [85.0, 80]]
     assert [t.constraints[CONSTRAINT] for t in extra] == [10.0, -5.0]
+    assert [t.system_attrs["constraints"] for t in extra] == [[10.0], [-5.0]]  # where optuna-dashboard looks
     assert all(t.user_attrs["ray_trial_id"] == "abc" for t in extra)
     assert "gamma1" not in extra[0].params  # an inactive conditional stays out
 

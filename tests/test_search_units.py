@@ -82,6 +82,11 @@ def test_constraint_reaches_optuna_and_failures_are_told(tmp_path):
     assert {nan.state, missing.state, crashed.state} == {optuna.trial.TrialState.FAIL}
     # the leaner but infeasible trial is not on Optuna's (constrained) front
     assert [t.number for t in study.best_trials] == [0]
+    # what optuna-dashboard reads: the constraints list, objective names, the Ray trial id
+    assert good.system_attrs["constraints"] == [pytest.approx(-10.0)]
+    assert below.system_attrs["constraints"] == [pytest.approx(10.0)]
+    assert study.metric_names == ["val_accuracy", "macs"]
+    assert [t.user_attrs["ray_trial_id"] for t in study.trials] == ["good", "below", "nan", "missing", "crashed"]
 
 
 def test_searcher_survives_pickling_mid_search(tmp_path):

@@ -10,12 +10,16 @@ RUNNING in the study (Ray only logs the error). This subclass, before telling Op
   so no stopped trial is left RUNNING or counted as a finished point.
 
 The study lives in a JournalStorage file, so ``optuna-dashboard`` can open it and a resumed
-search continues the same study.
+search continues the same study. For the dashboard, every trial also carries the system
+attribute ``constraints`` (the list it reads; Optuna 5 itself keeps ``constraints:<name>``),
+the study its objective names, and each trial the Ray trial id (user attribute
+``ray_trial_id``; a sub-model's trial also ``submodel``).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,13 @@ from raytailor.search.location import relocated
 from raytailor.search.trainable import FAILED, SAMPLED, is_finished
 
 CONSTRAINT = "accuracy_target"
+DASHBOARD_CONSTRAINTS = "constraints"  # the system attribute optuna-dashboard reads
+
+
+def set_constraint(trial: optuna.trial.Trial, violation: float) -> None:
+    """``target - val_accuracy`` (feasible when <= 0), where Optuna and optuna-dashboard read it."""
+    trial.set_constraint(CONSTRAINT, violation)
+    trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS, [violation])
 
 
 def make_sampler(name: str, seed: int, trials: int = 100) -> optuna.samplers.BaseSampler:
@@ -62,6 +73,18 @@ class ConstrainedOptunaSearch(OptunaSearch):
         self.storage_path = Path(storage_path)
         super().__init__(storage=journal_storage(self.storage_path), **kwargs)
 
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names(list(self._metric) if isinstance(self._metric, list) else [self._metric])
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return config
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
@@ -78,7 +101,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
-        ot_trial.set_constraint(CONSTRAINT, self.accuracy_target - accuracy)
+        set_constraint(ot_trial, self.accuracy_target - accuracy)
         self._ot_study.tell(ot_trial, values, state=optuna.trial.TrialState.COMPLETE)
         self._completed_trials.add(trial_id)
 
@@ -143,11 +166,13 @@ def add_submodel_trials(
             continue
         if not all(distributions[k]._contains(distributions[k].to_internal_repr(v)) for k, v in own.items()):
             continue
+        violation = accuracy_target - record["val_accuracy"]
         frozen = optuna.trial.create_trial(
             params=params, distributions=distributions, values=values,
             user_attrs={"ray_trial_id": trial_id, "submodel": record["submodel"]},
+            system_attrs={DASHBOARD_CONSTRAINTS: [violation]},
         )
-        frozen.set_constraint(CONSTRAINT, accuracy_target - record["val_accuracy"])
+        frozen.set_constraint(CONSTRAINT, violation)
         study.add_trial(frozen)
         added += 1
     return added
