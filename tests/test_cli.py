@@ -71,6 +71,18 @@ def test_evaluate_takes_the_runs_own_spec(tiny_run, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["val_accuracy"])
 
 
+@pytest.mark.parametrize("method", ["nettailor", "transtailor"])
+def test_exported_models_trace_with_torch_export_and_a_dynamic_batch(tiny_run, tmp_path, method):
+    """Static structure is Python, not tensor branches: torch.export takes the loaded module."""
+    folder = tiny_run[1] / "model" if method == "nettailor" else _transtailor_export(tmp_path / "model")
+    model = raytailor.load_tailored(folder)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(model, (torch.randn(4, 3, 16, 16),), dynamic_shapes=({0: batch},))
+    x = torch.randn(7, 3, 16, 16)  # another batch size than the one traced
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), model(x), atol=1e-5)
+
+
 def test_every_option_has_help_and_the_version_is_printed(capsys):
     from raytailor.cli import build_parser
 

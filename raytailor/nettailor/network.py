@@ -125,11 +125,14 @@ class PathNetwork(nn.Module):
             if not entering:
                 continue
             logits = torch.stack([self.attention[p.name] for p in entering])
-            mask = torch.tensor([p in self.disabled for p in entering], device=logits.device)
-            if mask.all():
+            disabled = [p in self.disabled for p in entering]  # structure: Python, not a tensor branch
+            if all(disabled):
                 weights.append(torch.zeros_like(logits))
-            else:
+            elif any(disabled):
+                mask = torch.tensor(disabled, device=logits.device)
                 weights.append(torch.softmax(logits.masked_fill(mask, float("-inf")), dim=0))
+            else:
+                weights.append(torch.softmax(logits, dim=0))
         return torch.cat(weights)
 
     # ---- forward ---------------------------------------------------------------------------
