@@ -3,6 +3,11 @@
 A stage supplies ``step_loss(images, labels) -> (loss, logits, extras)``; the loop owns the
 optimizer step, the cosine learning-rate schedule, accuracy bookkeeping, progress lines on
 stderr and per-epoch callbacks (the search layer logs them to TensorBoard).
+
+The loops never wait on the device inside an epoch: losses, extra terms and correct counts are
+summed as tensors where they are computed and read back once per epoch (on a GPU, a per-step
+``.item()`` would stop the host until every queued kernel had run). A diverged loss is found
+from the epoch's sum, so it is reported at the end of the epoch it happened in.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from raytailor.data import TensorLoader
 from raytailor.errors import TailoringError
 
 
-StepLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
+# extras: more loss terms to log, as 0-d tensors (detached here); never read back per step
+StepLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
 EpochCallback = Callable[[str, int, dict[str, float]], None]
 
 
@@ -46,12 +52,25 @@ def evaluate(model: nn.Module, loader: TensorLoader) -> float:
     """Top-1 accuracy in percent."""
     was_training = model.training
     model.eval()
-    correct = total = 0
+    correct: torch.Tensor | int = 0
+    total = 0
     for images, labels in loader:
-        correct += (model(images).argmax(dim=1) == labels).sum().item()
+        correct = correct + (model(images).argmax(dim=1) == labels).sum()  # stays on the device
         total += labels.numel()
     model.train(was_training)
-    return 100.0 * correct / max(total, 1)
+    return 100.0 * int(correct) / max(total, 1)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _read_back(sums: dict[str, torch.Tensor], correct: torch.Tensor, seen: int) -> dict[str, float]:
+    """The epoch's mean of every summed value and its training accuracy: one transfer."""
+    values = torch.stack([*sums.values(), correct.float()]).tolist()
+    metrics = {key: value / max(seen, 1) for key, value in zip(sums, values)}
+    metrics["train_accuracy"] = 100.0 * values[-1] / max(seen, 1)
+    return metrics
 
 
 def fit(
@@ -75,29 +94,30 @@ def fit(
         model.train()
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
-        sums: dict[str, float] = {}
-        correct = seen = 0
+        sums: dict[str, torch.Tensor] = {}  # per-step values x batch size, on the device
+        correct = torch.zeros((), dtype=torch.int64, device=_device_of(model))
+        seen = 0
         for images, labels in train_loader:
             scale = 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * scale
             loss, logits, extras = step_loss(images, labels)
-            if not torch.isfinite(loss):
-                raise TailoringError(
-                    f"{stage}: the loss became {loss.item()} at epoch {epoch}; "
-                    "lower the learning rate or the loss weights"
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             batch = labels.numel()
             seen += batch
-            correct += (logits.detach().argmax(dim=1) == labels).sum().item()
-            for key, value in {"loss": loss.item(), **extras}.items():
-                sums[key] = sums.get(key, 0.0) + value * batch
-        metrics = {key: value / max(seen, 1) for key, value in sums.items()}
-        metrics["train_accuracy"] = 100.0 * correct / max(seen, 1)
+            correct = correct + (logits.detach().argmax(dim=1) == labels).sum()
+            for key, value in {"loss": loss, **extras}.items():
+                value = torch.as_tensor(value, device=loss.device).detach().float() * batch
+                sums[key] = sums[key] + value if key in sums else value
+        metrics = _read_back(sums, correct, seen)
+        if not math.isfinite(metrics.get("loss", 0.0)):
+            raise TailoringError(
+                f"{stage}: the loss became {metrics['loss']} at epoch {epoch}; "
+                "lower the learning rate or the loss weights"
+            )
         if val_loader is not None:
             metrics["val_accuracy"] = evaluate(model, val_loader)
         metrics["epoch_seconds"] = time.perf_counter() - started

@@ -73,6 +73,7 @@ def test_objective_matches_values_computed_by_hand():
     assert student.path_costs.tolist() == pytest.approx([1 / 7] * 4)
 
     loss, logits, extras = student_objective(student, teacher, gamma1=0.3, gamma2=10.0)(images, labels)
+    extras = {k: v.item() for k, v in extras.items()}  # 0-d tensors: fit reads them once per epoch
     assert logits[0].tolist() == pytest.approx([2.625, -2.625])
     assert extras["ce"] == pytest.approx(ce, rel=1e-5)
     assert extras["teacher_loss"] == pytest.approx(omega, rel=1e-5)
@@ -85,7 +86,7 @@ def test_objective_matches_values_computed_by_hand():
     assert loss.item() == pytest.approx(ce + 10.0 * omega, rel=1e-5)
     # no teacher term: plain cross-entropy
     loss, _, extras = student_objective(student, teacher, gamma1=0.0, gamma2=0.0)(images, labels)
-    assert extras == {"ce": pytest.approx(ce, rel=1e-5)} and loss.item() == pytest.approx(ce, rel=1e-5)
+    assert {k: v.item() for k, v in extras.items()} == {"ce": pytest.approx(ce, rel=1e-5)} and loss.item() == pytest.approx(ce, rel=1e-5)
 
 
 def test_objective_trains_only_task_parameters_and_never_the_teacher():
@@ -151,7 +152,7 @@ def test_folded_training_step_equals_the_unfolded_one():
                 images, labels)
             loss.backward()
         grads = {name: p.grad.clone() for name, p in student.named_parameters() if p.grad is not None}
-        return loss.item(), logits.detach(), extras, grads
+        return loss.item(), logits.detach(), {k: v.item() for k, v in extras.items()}, grads
 
     plain, folded = step(False), step(True)
     assert folded[0] == pytest.approx(plain[0], rel=1e-4)

@@ -66,3 +66,38 @@ def test_diverging_loss_is_a_tailoring_error():
             optimizer=sgd([{"params": list(model.parameters())}], OptimConfig(1, 0.1)), epochs=1,
             step_loss=lambda x, y: (torch.tensor(float("nan"), requires_grad=True), model(x.flatten(1)), {}),
             verbose=False)
+
+
+def _host_reads(monkeypatch) -> list[str]:
+    """Every read of a tensor's value into Python (each one waits for the device on a GPU)."""
+    reads = []
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+@pytest.mark.parametrize("images", [64, 256])
+def test_the_training_loop_reads_the_device_once_per_epoch_whatever_the_steps(monkeypatch, images):
+    """4 or 16 steps per epoch, the same reads: metrics are summed on the device, read per epoch."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    train, val = _loader(_split(images)), _loader(_split(32))
+
+    def step_loss(x, y):
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        return ce + 0.1 * logits.pow(2).mean(), logits, {"ce": ce}
+
+    optimizer = sgd([{"params": list(model.parameters())}], OptimConfig(2, 0.1))
+    reads = _host_reads(monkeypatch)
+    metrics = fit(model, stage="t", train_loader=train, val_loader=val, optimizer=optimizer, epochs=2,
+                  step_loss=step_loss, verbose=False)
+    monkeypatch.undo()
+    assert set(metrics) >= {"loss", "ce", "train_accuracy", "val_accuracy"}
+    assert len(reads) <= 2 * 2, reads  # per epoch: the training sums once, the validation count once

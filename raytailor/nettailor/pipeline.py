@@ -88,15 +88,15 @@ def student_objective(
             teacher_nodes, teacher_logits = teacher.forward_nodes(images)
         nodes, logits, alpha = network.forward_nodes(images)
         ce = F.cross_entropy(logits, labels)
-        loss, extras = ce, {"ce": ce.item()}
+        loss, extras = ce, {"ce": ce}  # read back once per epoch by fit, not here
         if gamma1 > 0:
             expected = complexity(alpha, network.path_costs)
             loss = loss + gamma1 * expected
-            extras["expected_complexity"] = expected.item()
+            extras["expected_complexity"] = expected
         if gamma2 > 0:
             omega = teacher_loss(nodes, logits, teacher_nodes, teacher_logits)
             loss = loss + gamma2 * omega
-            extras["teacher_loss"] = omega.item()
+            extras["teacher_loss"] = omega
         return loss, logits, extras
 
     return step_loss
