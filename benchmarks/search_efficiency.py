@@ -72,7 +72,7 @@ def hypervolume(points: list[tuple[float, float]], *, reference: tuple[float, fl
 
 
 def measure(out: Path, wall: float) -> dict:
-    from raytailor.pareto import model_rows
+    from raytailor.trials_table import model_rows
 
     summary = json.loads((out / "summary.json").read_text())
     teacher = json.loads((out / "teacher.json").read_text())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from raytailor.errors import ExportError
 from raytailor.export import read_architecture
-from raytailor.pareto import SUBMODELS_FILE, TRIALS_FILE, leanest, leanest_cost, model_rows, submodel_id
+from raytailor.pareto import leanest, leanest_cost, submodel_id
+from raytailor.trials_table import SUBMODELS_FILE, TRIALS_FILE, model_rows
 from raytailor.run import submodel_dir
 
 

@@ -6,17 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from raytailor.errors import ExportError, RaytailorError
-from raytailor.pareto import (
-    combine_tables,
-    leanest,
-    mark_front,
-    non_dominated,
-    objective_columns,
-    front_figure,
-    plot_front,
-    read_trials_table,
-    write_trials_table,
-)
+from raytailor.front_plot import front_figure, plot_front
+from raytailor.pareto import leanest, mark_front, non_dominated, objective_columns
+from raytailor.trials_table import combine_tables, read_trials_table, write_trials_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,5 @@
-"""Where a search's own files are, wherever its folder now lives.
+"""Where a search's files are, wherever its folder now lives: Ray's experiment (``trials/``
+in the folder, or remote storage) and raytailor's own files.
 
 Tune pickles the scheduler, the callbacks and the searcher with the experiment, and with them
 the paths they held when the search started. A search folder that was moved or copied (shared
@@ -9,12 +10,14 @@ search is looked up there by name (``relocated``). All of them sit directly in t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 SEARCH_DIR = "RAYTAILOR_SEARCH_DIR"
+EXPERIMENT = "trials"  # Ray's experiment folder inside a search folder
 
 
 @contextmanager
@@ -35,3 +38,17 @@ def relocated(path: Path) -> Path:
     """``path``'s file in the folder the driver runs now (``path`` itself outside a search)."""
     folder = os.environ.get(SEARCH_DIR)
     return Path(folder) / Path(path).name if folder else Path(path)
+
+
+def storage_location(out_dir: Path, storage: str | None) -> str:
+    """Where Ray keeps the experiment: ``out_dir`` itself, or ``STORAGE/<search name>``."""
+    return str(out_dir) if storage is None else f"{storage.rstrip('/')}/{out_dir.name}"
+
+
+def experiment_path(out_dir: Path) -> str:
+    """The Ray experiment folder of a search: inside the folder itself when it is there (a moved
+    or copied folder included), else the remote storage recorded in search.json."""
+    record = out_dir / "search.json"
+    if (out_dir / EXPERIMENT).is_dir() or not record.is_file():
+        return str(out_dir / EXPERIMENT)
+    return f"{json.loads(record.read_text())['storage']}/{EXPERIMENT}"

@@ -10,23 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raytailor.pareto import (
-    SUBMODELS_FILE,
-    TRIALS_FILE,
-    leanest,
-    leanest_cost,
-    mark_front,
-    meets_target,
-    plot_front,
-    submodel_id,
-    write_trials_table,
-)
-from raytailor.pareto import STOPPED_STATUS
+from raytailor.front_plot import plot_front
+from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
 from raytailor.search.early_stopping import Stop
+from raytailor.search.location import experiment_path
 from raytailor.search.space import is_integer_range
 from raytailor.search.trainable import EPOCHS, FAILED, is_finished
 from raytailor.spec import Spec
+from raytailor.trials_table import SUBMODELS_FILE, TRIALS_FILE, write_trials_table
 
 METRICS = ("val_accuracy", "test_accuracy", "params", "macs", "task_params")
 
@@ -185,8 +177,6 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
             f"{best['test_accuracy']:.2f}%  params {best['params']:,} ({best['params'] / teacher['params']:.0%} of teacher)  "
             f"MACs {best['macs']:,} ({best['macs'] / teacher['macs']:.0%})"
         )
-    from raytailor.search.runner import experiment_path
-
     if summary["unfinished"] > 0:
         lines.append(f"[search] interrupted with {summary['unfinished']} trial(s) to go; continue with "
                      f"`raytailor resume {out_dir}` (finished trials are kept)")

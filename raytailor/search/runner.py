@@ -18,12 +18,11 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
-from raytailor.search.location import search_folder
+from raytailor.search.location import EXPERIMENT, experiment_path, search_folder, storage_location
 from raytailor.search.results import rows_from_results, write_outputs
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
 
-EXPERIMENT = "trials"
 
 
 def _metadata(spec: Spec) -> dict[str, str]:
@@ -118,7 +117,7 @@ def run_search(
     check_hyperparameters(spec, prepared.pretrained)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(dump_spec(spec))
-    location = _storage_location(out_dir, storage)
+    location = storage_location(out_dir, storage)
     (out_dir / "search.json").write_text(json.dumps({"storage": location, "address": address}, indent=2))
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # per-epoch reports carry no objectives
     _init_ray(address)
@@ -150,20 +149,6 @@ def run_search(
     with search_folder(out_dir):
         results = tuner.fit()
         return _finish(out_dir, spec, results, shared, verbose)
-
-
-def _storage_location(out_dir: Path, storage: str | None) -> str:
-    """Where Ray keeps the experiment: ``out_dir`` itself, or ``STORAGE/<search name>``."""
-    return str(out_dir) if storage is None else f"{storage.rstrip('/')}/{out_dir.name}"
-
-
-def experiment_path(out_dir: Path) -> str:
-    """The Ray experiment folder of a search: inside the folder itself when it is there (a moved
-    or copied folder included), else the remote storage recorded in search.json."""
-    record = out_dir / "search.json"
-    if (out_dir / EXPERIMENT).is_dir() or not record.is_file():
-        return str(out_dir / EXPERIMENT)
-    return f"{json.loads(record.read_text())['storage']}/{EXPERIMENT}"
 
 
 def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: bool = True) -> dict | None:
