@@ -81,12 +81,19 @@ def _tensorboard_hparam_keys(trial_dir: Path) -> list[str]:
 
     events = EventAccumulator(str(trial_dir))
     events.Reload()
-    assert any(tag.startswith("ray/tune/student/") for tag in events.Tags()["scalars"])
+    scalars = events.Tags()["scalars"]
+    assert any(tag.startswith("student/") for tag in scalars) and not any(t.startswith("ray/") for t in scalars)
+    assert not {"done", "time_this_iter_s", "iterations_since_restore", "training_iteration"} & set(scalars)
+    keys, metrics = [], []
     for data in events.PluginTagToContent("hparams").values():
         parsed = plugin_data_pb2.HParamsPluginData.FromString(data)
         if parsed.HasField("session_start_info"):
-            return sorted(parsed.session_start_info.hparams)
-    return []
+            keys = sorted(parsed.session_start_info.hparams)
+        if parsed.HasField("experiment"):
+            metrics = [m.name.tag for m in parsed.experiment.metric_infos]
+    # the run's own metrics, objectives and feasible first; no Ray bookkeeping
+    assert metrics[:3] == ["val_accuracy", "macs", "feasible"] and "done" not in metrics, metrics
+    return keys
 
 
 def _trial_lines(out: Path, trial_id: str) -> int:

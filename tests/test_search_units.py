@@ -239,3 +239,44 @@ def test_a_trial_that_failed_by_itself_is_an_error_with_its_reason_and_fail_in_o
     row = trial_row("t", {}, last, None, spec)
     assert row["status"] == "ERROR" and row["reason"] == last["failed"] and row["trained_epochs"] == 3
     assert row["val_accuracy"] is None and not row["feasible"]
+
+
+def test_trial_tensorboard_names_what_the_trial_reported_and_keeps_integers(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from raytailor.search.tensorboard import TrialTensorBoard
+
+    class Trial:
+        local_path = str(tmp_path / "trial")
+        evaluated_params = {"skips": 2, "blocks_removed": 3, "theta": 0.05}
+
+        def init_local_path(self):
+            (tmp_path / "trial").mkdir(exist_ok=True)
+
+    trial = Trial()
+    board = TrialTensorBoard(space=SPACE)
+    bookkeeping = {"done": False, "time_this_iter_s": 1.0, "training_iteration": 1, "iterations_since_restore": 1,
+                   "config/skips": 2, "trial_id": "t"}
+    for epoch in (1, 2):
+        board.log_trial_result(epoch, trial, {**bookkeeping, "student/loss": 1.0 / epoch, "epochs": epoch,
+                                              "estimate/macs": 5e6})
+    board.log_trial_result(3, trial, {**bookkeeping, "val_accuracy": 91.0, "macs": 4e6, "params": 1e5,
+                                      "task_params": 1e4, "test_accuracy": 90.0, "feasible": True, "epochs": 3,
+                                      "finished": True})
+    board.log_trial_end(trial)
+    events = EventAccumulator(str(tmp_path / "trial"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"student/loss", "epochs", "estimate/macs"}
+    assert [e.step for e in events.Scalars("student/loss")] == [1, 2]
+    infos = {}
+    for data in events.PluginTagToContent("hparams").values():
+        parsed = plugin_data_pb2.HParamsPluginData.FromString(data)
+        if parsed.HasField("experiment"):
+            metrics = [m.name.tag for m in parsed.experiment.metric_infos]
+            infos = {h.name: h for h in parsed.experiment.hparam_infos}
+    assert metrics == ["val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy", "epochs"]
+    assert [v.number_value for v in infos["blocks_removed"].domain_discrete.values] == [0, 1, 2, 3, 4, 5]
+    assert [v.number_value for v in infos["skips"].domain_discrete.values] == [1, 2, 3]
+    assert not infos["theta"].HasField("domain_discrete")  # a float range stays continuous
+    assert pickle.loads(pickle.dumps(board)).space == SPACE

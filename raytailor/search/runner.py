@@ -102,6 +102,7 @@ def run_search(
     from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
     from raytailor.search.prepare import prepare_shared
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+    from raytailor.search.tensorboard import TrialTensorBoard
 
     if not spec.space:
         raise SpecError("space is empty: a search needs at least one hyper-parameter to sample")
@@ -134,7 +135,8 @@ def run_search(
         accuracy_target=shared.accuracy_target, storage_path=out_dir / "optuna.journal",
     )
     callbacks = [SubmodelsToStudy(journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space,
-                                  metrics=metrics, accuracy_target=shared.accuracy_target)]
+                                  metrics=metrics, accuracy_target=shared.accuracy_target),
+                 TrialTensorBoard(space=spec.space)]
     if spec.search.stopping is not None:
         callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
     tuner = tune.Tuner(

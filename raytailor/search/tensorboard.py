@@ -1,0 +1,89 @@
+"""TensorBoard for every trial, written the way users read it.
+
+Replaces Tune's own TensorBoard logger (being a ``TBXLoggerCallback``, Tune adds no other):
+
+- scalars under the names the trial reported (``student/loss``, ``finetune/val_accuracy``,
+  ``estimate/macs``, ...; no ``ray/tune/`` prefix), stepped by training epochs, and none of
+  Tune's bookkeeping (``done``, ``time_this_iter_s``, ``iterations_since_restore``, ...);
+- HParams: the sampled hyper-parameters (integers stay integers: each integer range or choice
+  list is given as a discrete domain) against the run's own metrics, objectives and ``feasible``
+  first so that the default view shows them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ray.tune.logger import TBXLoggerCallback
+
+from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS
+
+# the HParams metrics, in the order the HParams table shows them
+HPARAM_METRICS = ("val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy",
+                  BEST_VAL_ACCURACY, EPOCHS)
+
+
+def scalars_of(result: dict[str, Any]) -> dict[str, float]:
+    """The trial's own per-epoch values: its namespaced metrics (``stage/name``) and ``epochs``."""
+    return {key: float(value) for key, value in result.items()
+            if ("/" in key and not key.startswith("config/") or key == EPOCHS)
+            and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+
+
+def discrete_domains(space: dict) -> dict[str, list]:
+    """HParams domains that keep integers integers: choices, and every value of an integer range."""
+    domains = {}
+    for name, param in space.items():
+        if param.choices is not None:
+            domains[name] = list(param.choices)
+        elif isinstance(param.low, int) and isinstance(param.high, int) and param.high - param.low <= 1000:
+            domains[name] = list(range(param.low, param.high + 1, int(param.step or 1)))
+    return domains
+
+
+class TrialTensorBoard(TBXLoggerCallback):
+    """Holds only the space (plain values): it is pickled with the experiment."""
+
+    def __init__(self, *, space: dict) -> None:
+        self.space = space
+        self._writers: dict[Any, Any] = {}
+        self._last: dict[Any, dict] = {}
+
+    def log_trial_start(self, trial: Any) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        if trial in self._writers:
+            self._writers[trial].close()
+        trial.init_local_path()
+        self._writers[trial] = SummaryWriter(trial.local_path, flush_secs=30)
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        if trial not in self._writers:
+            self.log_trial_start(trial)
+        writer = self._writers[trial]
+        step = int(result.get(EPOCHS) or result.get("training_iteration") or 0)
+        for key, value in scalars_of(result).items():
+            writer.add_scalar(key, value, global_step=step)
+        self._last[trial] = result
+        writer.flush()
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        writer = self._writers.pop(trial, None)
+        if writer is None:
+            return
+        last = self._last.pop(trial, {})
+        metrics = {key: float(last[key]) for key in HPARAM_METRICS
+                   if isinstance(last.get(key), (int, float)) and math.isfinite(float(last[key]))}
+        params = {name: value for name, value in (trial.evaluated_params or {}).items()
+                  if isinstance(value, (int, float, str, bool))}
+        if params and metrics:
+            from torch.utils.tensorboard.summary import hparams
+
+            domains = {k: v for k, v in discrete_domains(self.space).items() if k in params}
+            for summary in hparams(params, metrics, hparam_domain_discrete=domains):
+                writer.file_writer.add_summary(summary)
+        writer.close()
+
+    def __getstate__(self) -> dict:
+        return {"space": self.space, "_writers": {}, "_last": {}}
