@@ -209,5 +209,29 @@ def rebuild_front(
         write_trials_table(front, out, hyperparameters=kinds,
                            metadata={"sources": ",".join(str(d) for d in run_dirs)})
     if plot is not None:
-        plot_front(rows, plot, objectives=objectives, title=f"{len(rows)} models from {len(tables)} search(es)")
+        teacher, max_drop = shared_reference([Path(d) for d in run_dirs])
+        plot_front(rows, plot, objectives=objectives, teacher=teacher, max_drop=max_drop,
+                   title=f"{len(rows)} models from {len(tables)} search(es)")
     return front
+
+
+def shared_reference(run_dirs: Sequence[Path]) -> tuple[dict | None, float | None]:
+    """The teacher and the target's ``max_drop`` the searches share, as the search's own plot
+    draws them; (None, None) when they differ (other tasks, other targets) or are unknown."""
+    import json
+
+    import yaml
+
+    references = set()
+    for run_dir in run_dirs:
+        try:
+            teacher = json.loads((run_dir / "teacher.json").read_text())
+            spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
+            references.add((float(teacher["val_accuracy"]), int(teacher["macs"]), int(teacher["params"]),
+                            float(spec["target"]["max_drop"])))
+        except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+            return None, None
+    if len(references) != 1:
+        return None, None
+    ((val_accuracy, macs, params, max_drop),) = references
+    return {"val_accuracy": val_accuracy, "macs": macs, "params": params, "task_params": params}, max_drop

@@ -448,3 +448,31 @@ def test_pareto_command_prints_each_front_model_with_its_hyperparameters_and_say
     assert main(["pareto", str(empty)]) == 0
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "the front is empty" in err
+
+
+def test_pareto_plot_draws_the_teacher_and_target_the_searches_share(tmp_path):
+    """What `pareto --plot` passes to the figure: the teacher and max_drop of the searches when
+    they agree, nothing when they differ (other tasks)."""
+    import json
+
+    import yaml
+
+    from raytailor.pareto import shared_reference
+
+    def search(name, teacher_val, max_drop):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "teacher.json").write_text(json.dumps({"val_accuracy": teacher_val, "macs": 10_000,
+                                                         "params": 500, "task_params": 500}))
+        (folder / "spec.yaml").write_text(yaml.safe_dump({"target": {"max_drop": max_drop}}))
+        return folder
+
+    a, b, other = search("a", 95.0, 1.5), search("b", 95.0, 1.5), search("other", 80.0, 1.5)
+    teacher, max_drop = shared_reference([a, b])
+    assert teacher["val_accuracy"] == 95.0 and teacher["macs"] == 10_000 and max_drop == 1.5
+    assert shared_reference([a, other]) == (None, None)
+    assert shared_reference([tmp_path / "missing"]) == (None, None)
+    figure = front_figure([row("m", 94.0, 5_000)], objectives=["accuracy", "macs"], teacher=teacher,
+                          max_drop=max_drop)
+    drawn = [line.get_ydata()[0] for line in figure.axes[0].lines if line.get_linestyle() == "--"]
+    assert drawn == [93.5]  # the target line at teacher - max_drop
