@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--method", choices=sorted(DEMO_SPECS), default="nettailor", help="which demo spec")
     demo.add_argument("--trials", type=int, help="number of trials (default: the spec's, 8)")
     demo.add_argument("--out", help="output directory (default: runs/demo-<time>)")
+    quiet_help = ("nothing on stderr but errors; stdout keeps the final JSON line (without it, a terminal "
+                  "shows a table of the trials every 15 s, anything else one line per event)")
+    demo.add_argument("--quiet", action="store_true", help=quiet_help)
 
     search = command("search", "search a spec's space on Ray Tune, sampled by constrained multi-objective Optuna")
     search.add_argument("spec", help="the YAML spec (search_spaces/ holds examples)")
@@ -72,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--storage", help="Ray storage for trial results (s3://bucket/path or a shared "
                                            "file system path; needed on multi-node clusters)")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    search.add_argument("--quiet", action="store_true", help=quiet_help)
 
     resume = command("resume", "continue an interrupted search where its folder is now")
     resume.add_argument("run_dir", help="the search folder")
     resume.add_argument("--address", help=address_help)
+    resume.add_argument("--quiet", action="store_true", help=quiet_help)
 
     pareto = command("pareto", "rebuild the Pareto front of one or more searches")
     pareto.add_argument("run_dirs", nargs="+", help="search folders")
@@ -157,7 +162,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not spec_path.is_file():
         raise SpecError(f"demo spec {spec_path} is missing; reinstall raytailor from its repository")
     overrides = [f"search.trials={args.trials}"] if args.trials is not None else []
-    return _search(load_spec(spec_path, overrides), Path(args.out) if args.out else _default_out("demo"))
+    return _search(load_spec(spec_path, overrides), Path(args.out) if args.out else _default_out("demo"),
+                   verbose=not args.quiet)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -166,7 +172,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"search.trials={args.trials}"] if args.trials is not None else [])
     spec = load_spec(args.spec, overrides)
     return _search(spec, Path(args.out) if args.out else _default_out(spec.name),
-                   address=args.address, storage=args.storage)
+                   address=args.address, storage=args.storage, verbose=not args.quiet)
 
 
 def _search(spec, out: Path, **kwargs) -> int:
@@ -180,7 +186,7 @@ def _search(spec, out: Path, **kwargs) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from raytailor.search import resume_search
 
-    best = resume_search(args.run_dir, address=args.address)
+    best = resume_search(args.run_dir, address=args.address, verbose=not args.quiet)
     print(json.dumps({"out": str(args.run_dir), "leanest": best}, default=str))
     return 0
 

@@ -280,3 +280,37 @@ def test_trial_tensorboard_names_what_the_trial_reported_and_keeps_integers(tmp_
     assert [v.number_value for v in infos["skips"].domain_discrete.values] == [1, 2, 3]
     assert not infos["theta"].HasField("domain_discrete")  # a float range stays continuous
     assert pickle.loads(pickle.dumps(board)).space == SPACE
+
+
+def test_search_progress_says_where_each_trial_is_and_what_it_would_produce():
+    import io
+
+    from raytailor.search.progress import SearchProgress
+
+    class Trial:
+        def __init__(self, trial_id):
+            self.trial_id, self.last_result = trial_id, {}
+
+    stream = io.StringIO()
+    progress = SearchProgress(trials=4, concurrent=2, accuracy_target=90.0, stream=stream, plain=True)
+    a, b = Trial("aaaa1111"), Trial("bbbb2222")
+    for trial in (a, b):
+        progress.on_trial_start(0, [], trial)
+    progress.on_trial_result(0, [], a, {"student/loss": 1.0, "epochs": 1, "estimate/val_accuracy": 85.0,
+                                        "estimate/macs": 5e6, "done": False, "time_this_iter_s": 1.0})
+    progress.on_trial_result(0, [], b, {"student/loss": 1.0, "epochs": 1, "estimate/val_accuracy": 95.0,
+                                        "estimate/macs": 8e6})
+    a.last_result = {"student/loss": 1.0, "epochs": 2}  # ended by early stopping after epoch 2
+    progress.on_trial_complete(0, [], a)
+    b.last_result = {"finished": True, "val_accuracy": 96.0, "macs": 7e6, "epochs": 3}
+    progress.on_trial_result(0, [], b, b.last_result)
+    progress.on_trial_complete(0, [], b)
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("[search] 2/4 done (1 stopped), 0 running, 2 to go; leanest feasible 7,000,000 MACs")
+    assert lines[-1].endswith("| bbbb2222 done: val 96.00%, macs 7,000,000")
+    assert any(line.endswith("| aaaa1111 student") for line in lines)
+    assert any(line.endswith("| aaaa1111 stopped") for line in lines)
+    table = progress.table().splitlines()
+    assert table[2].split() == ["aaaa1111", "stopped", "student", "1", "85.00", "5,000,000", "no"]
+    assert table[3].split() == ["bbbb2222", "done", "student", "3", "96.00", "7,000,000", "yes"]
+    assert pickle.loads(pickle.dumps(progress)).lines == {}

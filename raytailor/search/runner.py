@@ -84,8 +84,8 @@ def _scheduler(spec: Spec, out_dir: Path, accuracy_target: float):
 def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None = None):
     from ray import tune
 
-    # verbose: Ray's live trial table, and each trial's final metrics as it completes
-    return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1 if verbose else 0, callbacks=callbacks,
+    # Tune's own output stays off: raytailor's progress callback shows the search (search/progress.py)
+    return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=0, callbacks=callbacks,
                           failure_config=tune.FailureConfig(max_failures=spec.search.max_failures))
 
 
@@ -102,6 +102,8 @@ def run_search(
     from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
     from raytailor.search.prepare import prepare_shared
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+    from raytailor.pareto import leanest_cost
+    from raytailor.search.progress import SearchProgress
     from raytailor.search.tensorboard import TrialTensorBoard
 
     if not spec.space:
@@ -137,6 +139,10 @@ def run_search(
     callbacks = [SubmodelsToStudy(journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space,
                                   metrics=metrics, accuracy_target=shared.accuracy_target),
                  TrialTensorBoard(space=spec.space)]
+    if verbose:
+        callbacks.append(SearchProgress(trials=spec.search.trials, concurrent=spec.search.max_concurrent,
+                                        accuracy_target=shared.accuracy_target,
+                                        cost=leanest_cost(spec.objectives)))
     if spec.search.stopping is not None:
         callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
     tuner = tune.Tuner(
