@@ -275,7 +275,8 @@ def test_trial_tensorboard_names_what_the_trial_reported_and_keeps_integers(tmp_
         if parsed.HasField("experiment"):
             metrics = [m.name.tag for m in parsed.experiment.metric_infos]
             infos = {h.name: h for h in parsed.experiment.hparam_infos}
-    assert metrics == ["val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy", "epochs"]
+    assert metrics == ["val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy",
+                       "best_val_accuracy", "epochs"]  # every trial the same keys (NaN where unknown)
     assert [v.number_value for v in infos["blocks_removed"].domain_discrete.values] == [0, 1, 2, 3, 4, 5]
     assert [v.number_value for v in infos["skips"].domain_discrete.values] == [1, 2, 3]
     assert not infos["theta"].HasField("domain_discrete")  # a float range stays continuous
@@ -314,3 +315,14 @@ def test_search_progress_says_where_each_trial_is_and_what_it_would_produce():
     assert table[2].split() == ["aaaa1111", "stopped", "student", "1", "85.00", "5,000,000", "no"]
     assert table[3].split() == ["bbbb2222", "done", "student", "3", "96.00", "7,000,000", "yes"]
     assert pickle.loads(pickle.dumps(progress)).lines == {}
+
+
+def test_a_stopped_trial_shows_its_last_estimate_in_hparams_as_in_the_tables():
+    from raytailor.search.tensorboard import hparam_metrics
+
+    stopped = hparam_metrics({"epochs": 2, "student/loss": 1.0, "estimate/val_accuracy": 70.0,
+                              "estimate/macs": 5e6, "estimate/params": 1e5, "estimate/task_params": 1e4})
+    assert stopped["val_accuracy"] == 70.0 and stopped["macs"] == 5e6 and stopped["feasible"] == 0.0
+    assert math.isnan(stopped["test_accuracy"]) and stopped["epochs"] == 2.0
+    final = hparam_metrics({"finished": True, "val_accuracy": 91.0, "macs": 4e6, "feasible": True, "epochs": 3})
+    assert final["val_accuracy"] == 91.0 and final["feasible"] == 1.0 and math.isnan(final["params"])

@@ -7,7 +7,8 @@ Replaces Tune's own TensorBoard logger (being a ``TBXLoggerCallback``, Tune adds
   Tune's bookkeeping (``done``, ``time_this_iter_s``, ``iterations_since_restore``, ...);
 - HParams: the sampled hyper-parameters (integers stay integers: each integer range or choice
   list is given as a discrete domain) against the run's own metrics, objectives and ``feasible``
-  first so that the default view shows them.
+  first so that the default view shows them. Every trial logs the same metrics: a trial early
+  stopping ended shows its last estimate (as the tables do), infeasible; an unknown value is NaN.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS
+from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, FINISHED
 
 # the HParams metrics, in the order the HParams table shows them
 HPARAM_METRICS = ("val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy",
@@ -29,6 +30,16 @@ def scalars_of(result: dict[str, Any]) -> dict[str, float]:
     return {key: float(value) for key, value in result.items()
             if ("/" in key and not key.startswith("config/") or key == EPOCHS)
             and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+
+
+def hparam_metrics(last: dict[str, Any]) -> dict[str, float]:
+    """The HParams metrics of a trial from its last report, NaN where unknown."""
+    values = dict(last)
+    if not last.get(FINISHED):  # stopped (or failed): the last estimate, never feasible
+        values = {**{k: last.get(f"{ESTIMATE}/{k}") for k in ("val_accuracy", "macs", "params", "task_params")},
+                  EPOCHS: last.get(EPOCHS), "feasible": False}
+    return {key: float(values[key]) if isinstance(values.get(key), (int, float)) else math.nan
+            for key in HPARAM_METRICS}
 
 
 def discrete_domains(space: dict) -> dict[str, list]:
@@ -72,12 +83,10 @@ class TrialTensorBoard(TBXLoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is None:
             return
-        last = self._last.pop(trial, {})
-        metrics = {key: float(last[key]) for key in HPARAM_METRICS
-                   if isinstance(last.get(key), (int, float)) and math.isfinite(float(last[key]))}
+        metrics = hparam_metrics(self._last.pop(trial, {}))
         params = {name: value for name, value in (trial.evaluated_params or {}).items()
                   if isinstance(value, (int, float, str, bool))}
-        if params and metrics:
+        if params:
             from torch.utils.tensorboard.summary import hparams
 
             domains = {k: v for k, v in discrete_domains(self.space).items() if k in params}
