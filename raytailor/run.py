@@ -22,7 +22,7 @@ from raytailor.cost import count_params, image_macs
 from raytailor.data import Splits, TensorLoader, default_flip, load_splits
 from raytailor.spec import Spec
 from raytailor.teacher import train_teacher
-from raytailor.train import EpochCallback, OptimConfig, evaluate
+from raytailor.train import EpochCallback, OptimConfig, evaluate, precision_scope, resolve_precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,6 +39,11 @@ class Prepared:
     splits: Splits
     pretrained: BlockNetwork
     device: torch.device
+
+    @property
+    def precision(self) -> str:
+        """The spec's precision on this device (``auto`` resolved)."""
+        return resolve_precision(self.spec.precision, self.device)
 
     def loader(self, split: str, *, batch_size: int, train: bool = False) -> TensorLoader:
         data = self.spec.data
@@ -79,12 +84,13 @@ def prepare(spec: Spec, *, device: str | None = None) -> Prepared:
 def fit_teacher(prepared: Prepared, *, verbose: bool = True) -> BlockNetwork:
     t = prepared.spec.teacher
     torch.manual_seed(prepared.spec.data.seed)
-    return train_teacher(
-        prepared.pretrained,
-        train_loader=prepared.loader("train", batch_size=t.batch_size, train=True),
-        val_loader=prepared.loader("val", batch_size=256),
-        config=OptimConfig(t.epochs, t.lr, t.momentum, t.weight_decay), verbose=verbose,
-    )
+    with precision_scope(prepared.precision, prepared.device):
+        return train_teacher(
+            prepared.pretrained,
+            train_loader=prepared.loader("train", batch_size=t.batch_size, train=True),
+            val_loader=prepared.loader("val", batch_size=256),
+            config=OptimConfig(t.epochs, t.lr, t.momentum, t.weight_decay), verbose=verbose,
+        )
 
 
 def model_metrics(prepared: Prepared, model: nn.Module, task_modules: list[nn.Module]) -> dict[str, Any]:
@@ -137,11 +143,12 @@ def run_method(
     method = get_method(spec.method)
     config = spec.method_config(values)
     torch.manual_seed(spec.data.seed)
-    outcome = method.tailor(
-        prepared.pretrained, teacher, config, image_size=spec.data.image_size,
-        train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
-        val_loader=prepared.loader("val", batch_size=256), report=on_epoch, verbose=verbose,
-    )
+    with precision_scope(prepared.precision, prepared.device):  # measured below in fp32, as exported
+        outcome = method.tailor(
+            prepared.pretrained, teacher, config, image_size=spec.data.image_size,
+            train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
+            val_loader=prepared.loader("val", batch_size=256), report=on_epoch, verbose=verbose,
+        )
     hyperparameters = dataclasses.asdict(config)
     runs = []
     for k, candidate in enumerate(outcome.candidates):

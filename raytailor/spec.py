@@ -22,6 +22,7 @@ from raytailor.errors import SpecError
 from raytailor.methods import get_method, methods
 OBJECTIVES = ("accuracy", "macs", "params", "task_params")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+PRECISIONS = ("fp32", "bf16", "auto")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
 
@@ -127,6 +128,9 @@ class Spec:
     space: dict[str, ParamSpec] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # fp32 | bf16 | auto (bf16 on a CUDA device that has it): the forward passes of every training
+    # stage run under autocast in this precision; weights, losses and final metrics stay fp32
+    precision: str = "fp32"
     base_dir: str = field(default=".", metadata={"internal": True})  # the spec file's folder
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -353,6 +357,7 @@ def _validate(spec: Spec) -> None:
         need(objective in OBJECTIVES, f"objective {objective!r} is unknown; use {', '.join(OBJECTIVES)}")
     repeated = sorted({o for o in spec.objectives if spec.objectives.count(o) > 1})
     need(not repeated, f"objectives name {repeated[0] if repeated else ''!r} twice; list each objective once")
+    need(spec.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {spec.precision!r}")
     need(DEVICE.fullmatch(spec.device) is not None,
          f"device must be auto, cpu, cuda or cuda:N, got {spec.device!r}")
     need(spec.search.sampler in SAMPLERS, f"search.sampler must be one of {', '.join(SAMPLERS)}, got {spec.search.sampler!r}")

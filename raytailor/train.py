@@ -38,6 +38,20 @@ class OptimConfig:
     weight_decay: float = 5e-4
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on a CUDA device that supports it, else fp32."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def precision_scope(precision: str, device: torch.device):
+    """Forward passes inside run under bf16 autocast when ``precision`` is bf16 (matmuls and convs
+    in bf16; softmax, losses and reductions in fp32 by autocast's own rules); ``fit`` runs its
+    backward pass and optimizer step outside it, and parameters stay fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def sgd(param_groups: list[dict], config: OptimConfig) -> torch.optim.SGD:
     """SGD with momentum; a group may override ``weight_decay`` (attention logits use 0)."""
     groups = [g for g in param_groups if any(p.requires_grad for p in g["params"])]
@@ -101,10 +115,11 @@ def fit(
             scale = 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * scale
-            loss, logits, extras = step_loss(images, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits, extras = step_loss(images, labels)  # under the caller's precision_scope, if any
+            with torch.autocast(loss.device.type, enabled=False):  # backward and step in full precision
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
             step += 1
             batch = labels.numel()
             seen += batch

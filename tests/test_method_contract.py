@@ -218,3 +218,24 @@ def test_final_report_tells_optuna_the_sampled_sub_model(monkeypatch):
     assert "submodels" not in report  # the list stays in the checkpoint
     report = final_metrics(metrics, 80.0, {"blocks_removed": 3})  # that pruning left no path
     assert math.isnan(report["sampled/val_accuracy"])
+
+
+@pytest.mark.parametrize("method,fixed", [
+    ("nettailor", {"skips": 1, "theta": 0.0, "blocks_removed": 1, "student_epochs": 1, "finetune_epochs": 1,
+                   "batch_size": 16}),
+    ("transtailor", {"classifier_epochs": 1, "factor_epochs": 1, "finetune_epochs": 1, "max_iterations": 1,
+                     "prune_fraction": 0.2, "batch_size": 16}),
+])
+def test_both_methods_run_every_stage_in_bf16(method, fixed):
+    """precision: bf16 reaches every stage (TransTailor's importance and surgery excepted, which
+    stay fp32 by design); what is measured and exported is fp32."""
+    splits, _ = _task()
+    spec = parse_spec({"name": "bf16", "method": method, "backbone": {"arch": "resnet20", "weights": DEMO_WEIGHTS},
+                       "data": {"dataset": "synthetic", "image_size": 16, "num_classes": 3}, "device": "cpu",
+                       "precision": "bf16", "fixed": fixed})
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    prepared = Prepared(spec=spec, splits=splits, pretrained=pretrained, device=torch.device("cpu"))
+    assert prepared.precision == "bf16"
+    run = run_method(prepared, copy.deepcopy(pretrained), spec.hyperparameters(), verbose=False, accuracy_target=0.0)
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+    assert 0 <= run.metrics["val_accuracy"] <= 100 and run.metrics["macs"] == image_macs(run.model, 16)

@@ -101,3 +101,31 @@ def test_the_training_loop_reads_the_device_once_per_epoch_whatever_the_steps(mo
     monkeypatch.undo()
     assert set(metrics) >= {"loss", "ce", "train_accuracy", "val_accuracy"}
     assert len(reads) <= 2 * 2, reads  # per epoch: the training sums once, the validation count once
+
+
+def test_bf16_precision_runs_forward_passes_in_bf16_and_keeps_weights_and_losses_fp32():
+    from raytailor.train import precision_scope, resolve_precision
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    seen = []
+    model[0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    losses = []
+
+    def step_loss(x, y):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        losses.append(loss.dtype)
+        return loss, logits, {}
+
+    optimizer = sgd([{"params": list(model.parameters())}], OptimConfig(1, 0.1))
+    with precision_scope("bf16", torch.device("cpu")):
+        metrics = fit(model, stage="t", train_loader=_loader(_split()), val_loader=_loader(_split(32)),
+                      optimizer=optimizer, epochs=1, step_loss=step_loss, verbose=False)
+    assert set(seen) == {torch.bfloat16} and set(losses) == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert math.isfinite(metrics["loss"]) and 0 <= metrics["val_accuracy"] <= 100
+    with precision_scope("fp32", torch.device("cpu")):
+        model(torch.zeros(1, 3, 8, 8))
+    assert seen[-1] == torch.float32
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"

@@ -151,9 +151,13 @@ def run_transtailor(
                optimizer=factor_optim, train_loader=train_loader, val_loader=None,
                frozen_bn=True, on_epoch=on_epoch, verbose=verbose)
         # Line 6 (Eq. 5): beta accumulated over the whole training set.
-        betas = filter_importance(network, scales, train_loader, F.cross_entropy)
-        # Line 7: prune z filters with the lowest (group-summed) beta.
-        pruned = prune_lowest(network, scales, betas, image_size=image_size, **step)
+        # Lines 6-7 run in full precision whatever the spec's: the Taylor term sums gradients over
+        # the whole training set, and torch-pruning traces the autograd graph (autocast's casts
+        # would be nodes in it).
+        with torch.autocast(train_loader.device.type, enabled=False):
+            betas = filter_importance(network, scales, train_loader, F.cross_entropy)
+            # Line 7: prune z filters with the lowest (group-summed) beta.
+            pruned = prune_lowest(network, scales, betas, image_size=image_size, **step)
         if pruned.channels_removed == 0:
             remove_scales_by_folding(network)
             outcome.stop_reason = "exhausted"
