@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pyarrow.parquet as pq
@@ -101,14 +102,20 @@ def _trial_lines(out: Path, trial_id: str) -> int:
     return len((folder / "result.json").read_text().splitlines())
 
 
+def _start_search(spec: dict, tmp_path: Path, env) -> tuple[subprocess.Popen, Any, Path]:
+    """A search of ``spec`` running in the background: (process, its log file, its folder)."""
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "search"
+    log = open(tmp_path / "search.log", "w+")  # files, not pipes: the progress output is long
+    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(path), "--out", str(out)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    return process, log, out
+
+
 @pytest.mark.slow
 def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, env):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(yaml.safe_dump(TINY))
-    out = tmp_path / "search"
-    log = open(tmp_path / "search.log", "w+")  # files, not pipes: Tune's progress output is long
-    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    process, log, out = _start_search(TINY, tmp_path, env)
     # interrupt once a trial has finished *and* the search has recorded it (told Optuna), not
     # merely once its checkpoint file appeared: that is the state resume must keep
     deadline = time.time() + SEARCH_TIMEOUT
@@ -207,12 +214,7 @@ def _stops(out: Path) -> dict:
 def test_early_stopping_decisions_survive_an_interrupt_and_reach_every_output(tmp_path, env):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    spec = tmp_path / "stopping.yaml"
-    spec.write_text(yaml.safe_dump(STOPPING))
-    out = tmp_path / "search"
-    log = open(tmp_path / "search.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(spec), "--out", str(out)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    process, log, out = _start_search(STOPPING, tmp_path, env)
     deadline = time.time() + SEARCH_TIMEOUT
     while time.time() < deadline and process.poll() is None and not (
             _stops(out) and _finished_in_journal(out / "optuna.journal") >= 2):
@@ -279,12 +281,7 @@ def test_a_trial_whose_worker_is_killed_runs_again_and_finishes(tmp_path, env):
     TERMINATED with its metrics; the search exits 0."""
     spec = {**TINY, "name": "killed", "search": {**TINY["search"], "trials": 1, "early_stopping": "none"},
             "fixed": {**{k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}, "student_epochs": 4}}
-    path = tmp_path / "killed.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    out = tmp_path / "search"
-    log = open(tmp_path / "search.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(path), "--out", str(out)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    process, log, out = _start_search(spec, tmp_path, env)
     deadline, killed = time.time() + SEARCH_TIMEOUT, None
     while time.time() < deadline and process.poll() is None and killed is None:
         results = list((out / "trials").glob("*/result.json")) if (out / "trials").is_dir() else []
