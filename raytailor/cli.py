@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "'leanest' (default); a tailor run: 'leanest' (the chosen model) or itK (a kept "
                              "TransTailor sub-model)")
     export.add_argument("--out", required=True, help="the new model folder (must not exist or be empty)")
+    export.add_argument("--format", default="safetensors",
+                        help="comma-separated: safetensors (always written: what load_tailored reads), onnx "
+                             "(model.onnx, runs with onnxruntime alone), pt2 (model.pt2, a torch.export program)")
+    export.add_argument("--normalize", action="store_true",
+                        help="bake the input normalisation into onnx / pt2: they then take RGB in [0, 1]")
 
     evaluate = command("evaluate", "accuracy of an exported model on a spec's split")
     evaluate.add_argument("model_dir", help="an exported model folder")
@@ -220,6 +225,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from raytailor.errors import ExportError
     from raytailor.export_run import find_model
 
+    from raytailor.deploy import parse_formats, write_formats
+
+    formats = parse_formats(args.format)
     source, result = find_model(Path(args.run_dir), args.trial)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -227,7 +235,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     shutil.copytree(source, out, dirs_exist_ok=True)
     if result is not None and result.is_file():
         shutil.copy(result, out / "result.json")
-    print(f"exported {source} -> {out}")
+    try:
+        written = write_formats(out, formats, normalize=args.normalize)
+    except ExportError:
+        shutil.rmtree(out)  # no half-exported folder
+        raise
+    print(f"exported {source} -> {out}" + "".join(f"\n  {path}" for path in written))
     return 0
 
 

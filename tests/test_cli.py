@@ -300,3 +300,44 @@ def test_a_full_disk_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     assert main(["tailor", str(spec), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0] and str(tmp_path / "out" / "spec.yaml") in err[0]
+
+
+ONNX_RUN = """
+import sys
+sys.modules["raytailor"] = None  # a deployer's process: raytailor cannot be imported
+import numpy as np, onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[1])
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], session.run(None, {session.get_inputs()[0].name: x})[0])
+"""
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_export_writes_onnx_and_pt2_that_run_without_raytailor(tiny_run, tmp_path, normalize):
+    import numpy as np
+
+    _, out, result = tiny_run
+    target = tmp_path / "deploy"
+    args = ["export", str(out), "--out", str(target), "--format", "safetensors,onnx,pt2"]
+    assert main(args + (["--normalize"] if normalize else [])) == 0
+    model = raytailor.load_tailored(target)
+    architecture = json.loads((target / "architecture.json").read_text())["input"]
+    x = torch.rand(5, 3, 16, 16)  # another batch size than the exporters traced with
+    mean, std = (torch.tensor(architecture[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        expected = model((x - mean) / std if normalize else x).numpy()
+    np.save(tmp_path / "x.npy", x.numpy())
+    done = subprocess.run([sys.executable, "-c", ONNX_RUN, str(target / "model.onnx"), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert np.abs(np.load(tmp_path / "y.npy") - expected).max() < 1e-4
+    program = torch.export.load(str(target / "model.pt2"))
+    with torch.no_grad():
+        assert np.abs(program.module()(x).numpy() - expected).max() < 1e-4
+
+
+def test_export_refuses_an_unknown_format_before_writing(tiny_run, tmp_path, capsys):
+    _, out, _ = tiny_run
+    assert main(["export", str(out), "--out", str(tmp_path / "x"), "--format", "onnx,tflite"]) == 2
+    assert "--format must be a comma-separated subset of safetensors, onnx, pt2" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
