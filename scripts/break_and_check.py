@@ -21,6 +21,22 @@ PY = sys.executable
 ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
 
 MUTATIONS = [
+    ("early stopping keeps every dominated trial", "raytailor/search/early_stopping.py",
+     "        if better < keep:", "        if True:",
+     ["tests/test_early_stopping.py::test_a_dominated_trial_is_stopped_and_one_on_the_front_is_kept"]),
+    ("early stopping ignores the accuracy target", "raytailor/search/early_stopping.py",
+     "        if margin is not None and point.accuracy + margin < self.accuracy_target:", "        if False:",
+     ["tests/test_early_stopping.py::test_a_trial_far_below_the_target_is_stopped_once_finished_trials_set_the_margin"]),
+    ("a stopped trial is told to Optuna as finished", "raytailor/search/searcher.py",
+     "        if result and not error and FAILED not in result and not is_finished(result):", "        if False:",
+     ["tests/test_early_stopping.py::test_a_stopped_trial_is_pruned_in_the_journal_and_stopped_in_the_tables"]),
+    ("NetTailor's estimate is the dense student's accuracy", "raytailor/nettailor/projection.py",
+     "            student.disable(set(student.paths) - set(survivors))", "            pass",
+     ["tests/test_nettailor_network.py::test_projected_accuracy_is_the_compacted_models_and_leaves_the_student_dense"]),
+    ("the training loop reads the device every step", "raytailor/train.py",
+     "            correct = correct + (logits.detach().argmax(dim=1) == labels).sum()",
+     "            correct = correct + int((logits.detach().argmax(dim=1) == labels).sum())",
+     ["tests/test_train.py::test_the_training_loop_reads_the_device_once_per_epoch_whatever_the_steps"]),
     ("gamma1 weight dropped from the objective", "raytailor/nettailor/pipeline.py",
      "loss = loss + gamma1 * expected", "loss = loss + expected",
      ["tests/test_nettailor_objective.py::test_objective_matches_values_computed_by_hand"]),
