@@ -38,7 +38,7 @@ def time_steps(step, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(arch: str, image_size: int, batch: int, *, rounds: int, steps: int) -> tuple[float, float]:
+def measure(arch: str, image_size: int, batch: int, *, rounds: int, steps: int) -> tuple[list[float], list[float]]:
     torch.manual_seed(0)
     pretrained = create_backbone(arch, num_classes=10)
     teacher = copy.deepcopy(pretrained).eval()
@@ -68,7 +68,7 @@ def measure(arch: str, image_size: int, batch: int, *, rounds: int, steps: int) 
         for _ in range(rounds):
             teacher_times.append(time_steps(teacher_step, steps))
             student_times.append(time_steps(student_step, steps))
-    return statistics.median(teacher_times), statistics.median(student_times)
+    return teacher_times, student_times
 
 
 def main() -> None:
@@ -78,13 +78,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     names = ["resnet20-32px-bs64"] if args.quick else list(CONFIGS)
-    print(f"{'configuration':<22} {'teacher step':>13} {'student step':>13} {'ratio':>6}")
+    print(f"{'configuration':<22} {'teacher step':>13} {'student step':>13} {'ratio (range over rounds)':>26}")
     for name in names:
         arch, size, batch = CONFIGS[name]
         steps = 5 if size <= 64 else 1
-        teacher_s, student_s = measure(arch, size, batch, rounds=args.rounds, steps=steps)
-        print(f"{name:<22} {teacher_s * 1000:>10.1f} ms {student_s * 1000:>10.1f} ms {student_s / teacher_s:>6.2f}",
-              flush=True)
+        teacher, student = measure(arch, size, batch, rounds=args.rounds, steps=steps)
+        ratios = [s / t for s, t in zip(student, teacher)]  # each round's pair ran back to back
+        print(f"{name:<22} {statistics.median(teacher) * 1000:>10.1f} ms {statistics.median(student) * 1000:>10.1f} ms "
+              f"{statistics.median(ratios):>8.2f} ({min(ratios):.2f}-{max(ratios):.2f})", flush=True)
 
 
 if __name__ == "__main__":
