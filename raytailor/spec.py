@@ -142,8 +142,8 @@ class Spec:
     def possible_values(self) -> dict[str, list]:
         """Every value a run or search of this spec may give each method hyper-parameter: a
         range's bounds, each choice and default of the space, fixed values, method defaults."""
-        config = get_method(self.method).config_type
-        values = {f.name: [getattr(config(), f.name)] for f in dataclasses.fields(config)}
+        defaults = get_method(self.method).config_type()
+        values = {f.name: [getattr(defaults, f.name)] for f in dataclasses.fields(defaults)}
         for name, param in self.space.items():
             bounds = param.choices if param.choices is not None else [param.low, param.high]
             values[name] = [v for v in [*bounds, param.default] if v is not None]
