@@ -6,14 +6,19 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
 - b: one student, many prunings (``prune_blocks`` grid), no early stopping;
 - c: early stopping (the default settings), one pruning per student;
 - d: both;
-- e: random sampling, full training, one pruning.
+- e: random sampling, full training, one pruning;
+- f: (d) with ``finetune_prunings: leanest_first`` (fine-tune only the prunings that could be
+  the trial's leanest to reach the target).
 
 For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
 the training epochs of all trials), the command's wall time, the leanest feasible model
 (chosen on validation: its MACs and test accuracy) and the hypervolume of the feasible front
 in (MACs, validation accuracy) with the reference point (the teacher's MACs, the accuracy
 target), in accuracy points x MACs / teacher MACs (so 1.0 is a model as small as nothing with
-1 point above the target). Tasks: the demo (digits, 16 px) and synthetic shapes (12 classes,
+1 point above the target). And the search's *anytime* cost: the training epochs (and
+trial-seconds) all its trials had spent at the moment it first held a feasible model at least
+as lean as (a)'s leanest of the same seed (a model is held once its trial has finished; the
+moment is its trial's last report). Tasks: the demo (digits, 16 px) and synthetic shapes (12 classes,
 2 of them unseen in the backbone's pre-training, another data seed), both offline, with the
 targets and ranges in ``TASKS``. Every seed
 runs every task and variant (rotated order, one shared teacher cache filled first).
@@ -54,6 +59,7 @@ VARIANTS = {
     "c": [],
     "d": [GRID],
     "e": ["search.early_stopping=none", "search.sampler=random"],
+    "f": [GRID, "finetune_prunings=leanest_first"],
 }
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
@@ -72,16 +78,47 @@ def hypervolume(points: list[tuple[float, float]], *, reference: tuple[float, fl
     return area
 
 
+def timelines(out: Path) -> dict[str, list[tuple[int, float, float]]]:
+    """Per trial id: its reports' (timestamp, training epochs so far, trial-seconds so far)."""
+    found = {}
+    for result in (out / "trials").glob("*/result.json"):
+        reports = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        found[reports[-1]["trial_id"]] = [(r["timestamp"], r.get("epochs", 0), r["time_total_s"]) for r in reports]
+    return found
+
+
+def spent_by(lines: dict[str, list[tuple[int, float, float]]], moment: int) -> tuple[float, float]:
+    """(training epochs, trial-seconds) every trial had spent by ``moment``."""
+    epochs = seconds = 0.0
+    for reports in lines.values():
+        done = [r for r in reports if r[0] <= moment]
+        if done:
+            epochs, seconds = epochs + max(r[1] for r in done), seconds + max(r[2] for r in done)
+    return epochs, seconds
+
+
+def anytime(measured: dict, macs: float | None) -> tuple[float | None, float | None]:
+    """(epochs, trial-seconds) the search had spent when it first held a feasible model of at
+    most ``macs``; (None, None) if it never did."""
+    moments = [m for cost, m in measured["feasible_models"] if macs is not None and cost <= macs]
+    if not moments:
+        return None, None
+    return spent_by(measured["timelines"], min(moments))
+
+
 def measure(out: Path, wall: float) -> dict:
     from raytailor.trials_table import model_rows
 
     summary = json.loads((out / "summary.json").read_text())
     teacher = json.loads((out / "teacher.json").read_text())
-    compute = sum(json.loads(result.read_text().splitlines()[-1])["time_total_s"]
-                  for result in (out / "trials").glob("*/result.json"))
+    lines = timelines(out)
+    compute = sum(reports[-1][2] for reports in lines.values())
     models = [r for r in model_rows(out) if r["status"] == "TERMINATED" and r["feasible"]]
     leanest = summary["leanest"]
     return {
+        "timelines": lines,  # (cost, moment its trial ended) per feasible model: for ``anytime``
+        "feasible_models": [(r["macs"], max(t for t, _, _ in lines[r.get("_trial") or r["trial_id"].split("-it")[0]]))
+                            for r in models],
         "trial_seconds": compute, "epochs": summary["trained_epochs"], "wall": wall,
         "stopped": summary["stopped"], "models": summary["models"], "feasible": summary["feasible"],
         "leanest_macs": leanest["macs"] if leanest else None,
@@ -100,9 +137,20 @@ def _spread(values: list[float | None], fmt: str) -> str:
     return f"{statistics.median(known):{fmt}} ({min(known):{fmt}}-{max(known):{fmt}}){missing}"
 
 
+def add_anytime(results: dict) -> None:
+    """Each run's ``epochs_to_a`` / ``seconds_to_a``: ``anytime`` at (a)'s leanest of its seed."""
+    for by_variant in results.values():
+        for by_seed in by_variant.values():
+            for seed, measured in by_seed.items():
+                a = by_variant.get("a", {}).get(seed)
+                macs = a["leanest_macs"] if a else None
+                measured["epochs_to_a"], measured["seconds_to_a"] = anytime(measured, macs)
+
+
 def report(results: dict, variants: list[str]) -> None:
     columns = [("trial_seconds", ".0f"), ("epochs", ".0f"), ("wall", ".0f"), ("stopped", ".0f"),
-               ("leanest_macs", ",.0f"), ("leanest_test_accuracy", ".2f"), ("hypervolume", ".2f")]
+               ("leanest_macs", ",.0f"), ("leanest_test_accuracy", ".2f"), ("hypervolume", ".2f"),
+               ("epochs_to_a", ".0f"), ("seconds_to_a", ".0f")]
     for task, by_variant in results.items():
         print(f"\n## {task}: median (range) over seeds {sorted(next(iter(by_variant.values())))}")
         print("| variant | " + " | ".join(name for name, _ in columns) + " |")
@@ -110,18 +158,21 @@ def report(results: dict, variants: list[str]) -> None:
         for variant in variants:
             runs = list(by_variant[variant].values())
             print(f"| {variant} | " + " | ".join(_spread([r[name] for r in runs], fmt) for name, fmt in columns) + " |")
-        if "a" in by_variant and "d" in by_variant:
-            for seed in sorted(by_variant["d"]):
-                a, d = by_variant["a"][seed], by_variant["d"][seed]
+        for other in [v for v in ("d", "f") if v in by_variant and "a" in by_variant]:
+            for seed in sorted(by_variant[other]):
+                a, d = by_variant["a"][seed], by_variant[other][seed]
                 if a["leanest_macs"] is None and d["leanest_macs"] is None:
                     lean = "neither found a feasible model"
                 elif d["leanest_macs"] is not None and (a["leanest_macs"] is None
                                                         or d["leanest_macs"] <= a["leanest_macs"]):
-                    lean = "(d) as lean or leaner"
+                    lean = f"({other}) as lean or leaner"
                 else:
                     lean = "(a) leaner"
-                print(f"seed {seed}: (d)/(a) trial compute {d['trial_seconds'] / a['trial_seconds']:.2f}, "
-                      f"epochs {d['epochs'] / a['epochs']:.2f}; {lean}")
+                reached = ("never as lean as (a)'s leanest" if d["epochs_to_a"] is None else
+                           f"as lean as (a)'s leanest after {d['epochs_to_a'] / a['epochs']:.2f} of (a)'s epochs, "
+                           f"{d['seconds_to_a'] / a['trial_seconds']:.2f} of its trial-seconds")
+                print(f"seed {seed}: ({other})/(a) trial compute {d['trial_seconds'] / a['trial_seconds']:.2f}, "
+                      f"epochs {d['epochs'] / a['epochs']:.2f}; {lean}; {reached}")
 
 
 def main() -> None:
@@ -150,8 +201,10 @@ def main() -> None:
                     wall = run_search(DEMO, out, cache, [*TASKS[task], *sets, *VARIANTS[variant],
                                                             f"search.seed={seed}"])
                     results[task][variant][seed] = measure(out, wall)
-                    print(f"[{task} {variant} seed {seed}] {json.dumps(results[task][variant][seed])}",
-                          file=sys.stderr, flush=True)
+                    brief = {k: v for k, v in results[task][variant][seed].items()
+                             if k not in ("timelines", "feasible_models")}
+                    print(f"[{task} {variant} seed {seed}] {json.dumps(brief)}", file=sys.stderr, flush=True)
+    add_anytime(results)
     report(results, args.variants)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

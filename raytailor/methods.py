@@ -52,6 +52,17 @@ def estimate_of(metrics: dict[str, float]) -> dict[str, float] | None:
     return {"val_accuracy": float(accuracy), **{cost: float(metrics[f"projected_{cost}"]) for cost in PROJECTED_COSTS}}
 
 
+@dataclass(frozen=True)
+class Goal:
+    """What ``run.py`` will choose when the method makes no pick of its own: the leanest
+    candidate by ``cost`` (``macs``, ``params`` or ``task_params``, as measured on the module)
+    whose validation accuracy reaches ``accuracy_target``. A method may leave out work on
+    candidates that cannot be that one (NetTailor's ``finetune_prunings: leanest_first``)."""
+
+    accuracy_target: float
+    cost: str
+
+
 @dataclass
 class Candidate:
     """One sub-model a method produced."""
@@ -82,11 +93,12 @@ class TailoringMethod:
 
     def tailor(self, pretrained: BlockNetwork, teacher: BlockNetwork, config: Any, *, image_size: int,
                train_loader: TensorLoader, val_loader: TensorLoader, report: Report | None,
-               verbose: bool) -> MethodOutcome:
+               verbose: bool, goal: Goal | None = None) -> MethodOutcome:
         """Tailor a private copy of ``pretrained`` (its classifier already has the target's classes).
         ``teacher`` is the fine-tuned network (a distillation target, or only a reference).
         Every training epoch goes to ``report``; those that can say what the run would produce
-        carry an estimate (``estimate_of``), which lets a search stop a hopeless run early."""
+        carry an estimate (``estimate_of``), which lets a search stop a hopeless run early.
+        ``goal``: what the run will choose among the candidates (None: no accuracy target)."""
         raise NotImplementedError
 
     def rebuild(self, architecture: dict[str, Any]) -> nn.Module:

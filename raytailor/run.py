@@ -136,18 +136,20 @@ def run_method(
     accurate if none does). Besides it, ``submodels`` keeps those on the run's own front over the
     spec's objectives that meet the target: one off that front cannot be on a search's front
     for those objectives, nor can an infeasible one."""
-    from raytailor.methods import SUBMODELS_STAGE, get_method
+    from raytailor.methods import SUBMODELS_STAGE, Goal, get_method
     from raytailor.pareto import leanest, leanest_cost, mark_front, meets_target
 
     spec = prepared.spec
     method = get_method(spec.method)
     config = spec.method_config(values)
+    cost = leanest_cost(spec.objectives)
+    goal = None if accuracy_target is None else Goal(accuracy_target, cost)
     torch.manual_seed(spec.data.seed)
     with precision_scope(prepared.precision, prepared.device):  # measured below in fp32, as exported
         outcome = method.tailor(
             prepared.pretrained, teacher, config, image_size=spec.data.image_size,
             train_loader=prepared.loader("train", batch_size=config.batch_size, train=True),
-            val_loader=prepared.loader("val", batch_size=256), report=on_epoch, verbose=verbose,
+            val_loader=prepared.loader("val", batch_size=256), report=on_epoch, verbose=verbose, goal=goal,
         )
     hyperparameters = dataclasses.asdict(config)
     runs = []
@@ -166,7 +168,7 @@ def run_method(
     if outcome.chosen is not None:
         chosen = runs[outcome.chosen]
     else:
-        pick = leanest(rows, cost=leanest_cost(spec.objectives))
+        pick = leanest(rows, cost=cost)
         chosen = runs[pick["submodel"]] if pick else max(runs, key=lambda r: r.metrics["val_accuracy"])
     records = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
     chosen.metrics = {**chosen.metrics, **outcome.details, "chosen_submodel": chosen.metrics["submodel"],

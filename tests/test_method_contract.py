@@ -12,7 +12,7 @@ import torch
 from raytailor.backbones import create_backbone
 from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader, load_splits
-from raytailor.methods import Candidate, MethodOutcome, TailoringMethod, estimate_of, get_method, methods
+from raytailor.methods import Candidate, Goal, MethodOutcome, TailoringMethod, estimate_of, get_method, methods
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.pipeline import pruning_grid, run_nettailor
 from raytailor.pareto import mark_front
@@ -21,6 +21,7 @@ from raytailor.search.searcher import CONSTRAINT, add_submodel_trials
 from raytailor.search.space import DefineByRun
 from raytailor.search.trainable import sampled_submodel
 from raytailor.spec import ParamSpec, parse_spec
+from raytailor.train import evaluate
 
 DEMO_WEIGHTS = "asset:resnet20_shapes16.safetensors"
 
@@ -74,6 +75,48 @@ def test_one_student_gives_one_distinct_pruning_per_set_of_survivors():
         assert {p.name for p in pruning.model.paths} == {p.name for p in pruning.survivors}
     assert stages.count("finetune") == 1 and len({s for s in stages if s.startswith("finetune_")}) == \
         len(outcome.prunings) - 1
+
+
+def test_leanest_first_fine_tunes_only_what_could_be_chosen():
+    """finetune_prunings: leanest_first leaves out exactly the prunings that cost more than one
+    fine-tuned to the target; those it fine-tunes come out as with "all" (a fine-tune does not
+    depend on which ran before), so the leanest pruning that reaches the target is the same."""
+    splits, loader = _task()
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+
+    def run(policy, goal=None):
+        config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=1, finetune_epochs=1,
+                                 prune_blocks=[0, 4, 6, 8], batch_size=16, finetune_prunings=policy)
+        torch.manual_seed(0)
+        outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
+                                train_loader=loader(splits.train, True), val_loader=loader(splits.val),
+                                verbose=False, goal=goal)
+        return outcome, {frozenset(p.survivors): (image_macs(p.model, 16), evaluate(p.model, loader(splits.val)))
+                         for p in outcome.prunings}
+
+    every, measured = run("all")
+    assert len(measured) >= 4 and every.skipped == 0
+    # a target every pruning reaches: after the run's own, the leanest reaches it and the rest cost more
+    goal = Goal(accuracy_target=min(acc for _, acc in measured.values()), cost="macs")
+    assert run("all", goal)[0].skipped == 0  # "all" fine-tunes every pruning whatever the goal
+    lean, kept = run("leanest_first", goal)
+    own = frozenset(every.prunings[0].survivors)
+    cheapest = min(measured, key=lambda s: measured[s][0])
+    assert list(kept)[0] == own and set(kept) == {own, cheapest}
+    assert lean.skipped == len(measured) - len(kept) >= 2
+    assert all(kept[s] == measured[s] for s in kept)  # the same fine-tuned models
+    # a target only the most accurate reaches: everything leaner is tried, nothing above it
+    best = max(measured, key=lambda s: (measured[s][1], -measured[s][0]))
+    goal = Goal(accuracy_target=measured[best][1], cost="macs")
+    lean, kept = run("leanest_first", goal)
+    reached = [s for s in kept if kept[s][1] >= goal.accuracy_target]
+    assert min(reached, key=lambda s: kept[s][0]) == min(
+        (s for s in measured if measured[s][1] >= goal.accuracy_target), key=lambda s: measured[s][0])
+    leanest_reached = min(kept[s][0] for s in reached)
+    assert all(measured[s][0] > leanest_reached for s in set(measured) - set(kept))
+    assert all(s in kept for s in measured if measured[s][0] <= leanest_reached)
+    with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first"):
+        NetTailorConfig(finetune_prunings="some")
 
 
 def test_run_method_measures_chooses_and_keeps_every_sub_model():

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+FINETUNE_PRUNINGS = ("all", "leanest_first")
+
+
 @dataclass(frozen=True)
 class NetTailorConfig:
     gamma1: float = 0.3           # weight of the expected-complexity penalty E[C] (Eq. 12)
@@ -24,6 +27,10 @@ class NetTailorConfig:
     # distinct pruning is fine-tuned and is a sub-model. Empty: the one (theta, blocks_removed).
     prune_thetas: list[float] = field(default_factory=list)
     prune_blocks: list[int] = field(default_factory=list)
+    # Which prunings are fine-tuned: "all", or "leanest_first": the run's own pruning, then the
+    # others from the leanest up, leaving out each that costs more than one already fine-tuned
+    # to the accuracy target (it could not be the run's choice; only a more accurate point).
+    finetune_prunings: str = "all"
 
     def __post_init__(self) -> None:
         checks = [
@@ -38,6 +45,8 @@ class NetTailorConfig:
             (self.finetune_lr > 0, "finetune_lr", self.finetune_lr, "> 0"),
             (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
             (self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0"),
+            (self.finetune_prunings in FINETUNE_PRUNINGS, "finetune_prunings", self.finetune_prunings,
+             "one of " + ", ".join(FINETUNE_PRUNINGS)),
         ]
         checks += [(0 <= t < 1, "prune_thetas", t, "values in [0, 1)") for t in self.prune_thetas]
         checks += [(isinstance(k, int) and k >= 0, "prune_blocks", k, "integers >= 0") for k in self.prune_blocks]

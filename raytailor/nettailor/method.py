@@ -15,11 +15,11 @@ class NetTailor(TailoringMethod):
     config_type = NetTailorConfig
 
     def tailor(self, pretrained, teacher, config, *, image_size, train_loader, val_loader, report,
-               verbose) -> MethodOutcome:
+               verbose, goal=None) -> MethodOutcome:
         from raytailor.nettailor.pipeline import run_nettailor
 
         outcome = run_nettailor(pretrained, teacher, config=config, image_size=image_size, train_loader=train_loader,
-                                val_loader=val_loader, on_epoch=report, verbose=verbose)
+                                val_loader=val_loader, on_epoch=report, verbose=verbose, goal=goal)
         candidates = []
         for pruning in outcome.prunings:
             model = pruning.model
@@ -32,7 +32,8 @@ class NetTailor(TailoringMethod):
                 params={"theta": pruning.theta, "blocks_removed": pruning.blocks_removed},
             ))
         return MethodOutcome(candidates, details={"prunings_duplicate": outcome.duplicates,
-                                                  "prunings_empty": outcome.empty})
+                                                  "prunings_empty": outcome.empty,
+                                                  "prunings_skipped": outcome.skipped})
 
     def check(self, values: dict[str, list], backbone) -> None:
         from raytailor.errors import SpecError

@@ -24,7 +24,9 @@ from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.projection import PathCosts
 from raytailor.nettailor.pruning import select_survivors
 from raytailor.errors import TailoringError
-from raytailor.train import EpochCallback, OptimConfig, StepLoss, fit, sgd
+from raytailor.methods import Goal
+from raytailor.pareto import meets_target
+from raytailor.train import EpochCallback, OptimConfig, StepLoss, evaluate, fit, sgd
 
 
 @dataclass
@@ -39,10 +41,12 @@ class Pruning:
 
 @dataclass
 class NetTailorOutcome:
-    prunings: list[Pruning]       # one per distinct set of surviving paths; the run's own (theta, K) first
+    prunings: list[Pruning]       # one per distinct set of surviving paths fine-tuned, in that order;
+    #                               the run's own (theta, K) first
     attention: dict[str, float]   # student attention per path before pruning
     duplicates: int = 0           # grid points whose survivors an earlier pruning already had
     empty: int = 0                # grid points that left no path to the classifier
+    skipped: int = 0              # distinct prunings not fine-tuned (finetune_prunings: leanest_first)
 
     @property
     def model(self) -> PathNetwork:
@@ -153,10 +157,13 @@ def _with_costs(on_epoch: EpochCallback | None, costs: dict[str, int]) -> EpochC
 def run_nettailor(
     pretrained: BlockNetwork, teacher: BlockNetwork, *, config: NetTailorConfig, image_size: int,
     train_loader: TensorLoader, val_loader: TensorLoader,
-    on_epoch: EpochCallback | None = None, verbose: bool = True,
+    on_epoch: EpochCallback | None = None, verbose: bool = True, goal: Goal | None = None,
 ) -> NetTailorOutcome:
     """Train one student, then prune it with every (theta, K) of ``pruning_grid`` and fine-tune
-    each distinct pruning. Raises if no pruning leaves a path to the classifier."""
+    each distinct pruning (with ``finetune_prunings: leanest_first`` and a ``goal``, only those
+    that could be the leanest to reach its target; each left out costs more than one that
+    reached it, so the run chooses what it would have chosen among all of them fine-tuned the
+    same way). Raises if no pruning leaves a path to the classifier."""
     grid = pruning_grid(config)
     too_many = max(k for _, k in grid)
     if too_many > pretrained.num_blocks:
@@ -177,6 +184,7 @@ def run_nettailor(
     )
     alpha = student.attention_weights().detach().cpu().tolist()
     outcome = NetTailorOutcome(prunings=[], attention={p.name: a for p, a in zip(student.paths, alpha)})
+    distinct: list[tuple[float, int, list[Path]]] = []
     seen: set[frozenset[Path]] = set()
     failure: TailoringError | None = None
     for theta, blocks_removed in grid:
@@ -191,13 +199,26 @@ def run_nettailor(
             outcome.duplicates += 1
             continue
         seen.add(frozenset(survivors))
+        distinct.append((theta, blocks_removed, survivors))
+    if not distinct:
+        raise failure
+    leanest_first = config.finetune_prunings == "leanest_first" and goal is not None
+    if leanest_first:  # the run's own pruning (if it left a path) stays first: it is what was sampled
+        own = distinct[:1] if (distinct[0][0], distinct[0][1]) == grid[0] else []
+        cost = f"projected_{goal.cost}"
+        distinct = own + sorted(distinct[len(own):], key=lambda d: costs.of(d[2])[cost])
+    feasible_cost = float("inf")  # the least cost fine-tuned to the target so far (leanest_first)
+    for theta, blocks_removed, survivors in distinct:
+        if leanest_first and costs.of(survivors)[cost] > feasible_cost:
+            outcome.skipped += 1
+            continue
         tailored = compact(student, survivors)
         if verbose:
             blocks = sum(p.kind == "block" for p in survivors)
             print(f"[prune] theta {theta:g}, K {blocks_removed}: kept {blocks}/{student.num_nodes} blocks and "
                   f"{len(survivors) - blocks}/{len(student.proxies)} proxies", file=sys.stderr, flush=True)
+        k = len(outcome.prunings)
         if config.finetune_epochs > 0:
-            k = len(outcome.prunings)
             train_paths(
                 tailored, teacher, stage="finetune" if k == 0 else f"finetune_{k}", gamma1=0.0, gamma2=config.gamma2,
                 optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
@@ -206,7 +227,7 @@ def run_nettailor(
                 on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 else on_epoch,
             )
         tailored.eval()
+        if leanest_first and meets_target(evaluate(tailored, val_loader), goal.accuracy_target):
+            feasible_cost = min(feasible_cost, costs.of(survivors)[cost])
         outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))
-    if not outcome.prunings:
-        raise failure
     return outcome

@@ -15,7 +15,7 @@ class TransTailor(TailoringMethod):
     config_type = TransTailorConfig
 
     def tailor(self, pretrained, teacher, config, *, image_size, train_loader, val_loader, report,
-               verbose) -> MethodOutcome:
+               verbose, goal=None) -> MethodOutcome:
         """Filter pruning needs no distillation teacher: the teacher stays the accuracy reference."""
         from raytailor.transtailor.pipeline import run_transtailor
         from raytailor.transtailor.rebuild import layer_widths
