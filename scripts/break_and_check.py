@@ -21,6 +21,12 @@ PY = sys.executable
 ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
 
 MUTATIONS = [
+    ("leanest_first fine-tunes every pruning", "raytailor/nettailor/pipeline.py",
+     "        if leanest_first and costs.of(survivors)[cost] > feasible_cost:", "        if False:",
+     ["tests/test_method_contract.py::test_leanest_first_fine_tunes_only_what_could_be_chosen"]),
+    ("a cut line in result.json breaks reading the trials", "raytailor/search/trial_folders.py",
+     "            continue  # a line cut off by a full disk or a killed process", "            raise",
+     ["tests/test_trial_folders.py::test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read"]),
     ("early stopping keeps every dominated trial", "raytailor/search/early_stopping.py",
      "        if better < keep:", "        if True:",
      ["tests/test_early_stopping.py::test_a_dominated_trial_is_stopped_and_one_on_the_front_is_kept"]),
@@ -28,7 +34,7 @@ MUTATIONS = [
      "        if margin is not None and point.accuracy + margin < self.accuracy_target:", "        if False:",
      ["tests/test_early_stopping.py::test_a_trial_far_below_the_target_is_stopped_once_finished_trials_set_the_margin"]),
     ("a stopped trial is told to Optuna as finished", "raytailor/search/searcher.py",
-     "        if result and not error and FAILED not in result and not is_finished(result):", "        if False:",
+     "    if result and not error and FAILED not in result and not is_finished(result):", "    if False:",
      ["tests/test_early_stopping.py::test_a_stopped_trial_is_pruned_in_the_journal_and_stopped_in_the_tables"]),
     ("NetTailor's estimate is the dense student's accuracy", "raytailor/nettailor/projection.py",
      "            student.disable(set(student.paths) - set(survivors))", "            pass",

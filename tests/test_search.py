@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 import raytailor
+from hostile_pickle import plant
 from raytailor.cost import count_params
 from raytailor.search.searcher import journal_storage
 
@@ -129,10 +131,20 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     first, _ = pq.read_table(out / "trials.parquet").to_pylist(), None
     finished = {r["trial_id"]: r for r in first if r["status"] == "TERMINATED"}
     assert 1 <= len(finished) < 4
+    # the folder is moved (shared, copied between people) and every pickle Ray left in it is
+    # replaced by one that runs code when loaded: resume reads none of them and writes only here
+    original, out = out, tmp_path / "moved" / "search"
+    out.parent.mkdir()
+    shutil.move(original, out)
+    canary = tmp_path / "pwned"
+    pickles = list(out.rglob("*.pkl"))
+    assert any(p.name == "tuner.pkl" for p in pickles)
+    plant(pickles, canary)
     lines_before = {tid: _trial_lines(out, tid) for tid in finished}
 
     done = _cli("resume", str(out), env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not canary.exists() and not original.exists()
     assert "reusing the cached teacher" in done.stderr  # the teacher is not trained again
     rows = pq.read_table(out / "trials.parquet").to_pylist()
     assert len(rows) == 4 and all(r["status"] in ("TERMINATED", "STOPPED", "ERROR") for r in rows)

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from raytailor.search.results import hyperparameter_types, trial_row
-from raytailor.search.searcher import CONSTRAINT, ConstrainedOptunaSearch, journal_storage, make_sampler
+from raytailor.search.searcher import CONSTRAINT, ConstrainedOptunaSearch, make_sampler
 from raytailor.search.space import DefineByRun, is_integer_range
 from raytailor.spec import ParamSpec, parse_spec
 
@@ -106,12 +106,15 @@ def test_rows_and_types():
                        "data": {"dataset": "digits"},
                        "space": {k: v.__dict__ for k, v in SPACE.items()}})
     assert hyperparameter_types(spec) == {"skips": "int", "blocks_removed": "int", "gamma1": "float", "theta": "float"}
-    done = trial_row("t1", {"skips": 2}, {"done": True, "val_accuracy": 90.0, "feasible": True, "macs": 5}, False, spec)
+    done = trial_row("t1", {"skips": 2}, {"done": True, "val_accuracy": 90.0, "feasible": True, "macs": 5}, None, spec)
     assert done["status"] == "TERMINATED" and done["feasible"] and done["blocks_removed"] is None
-    failed = trial_row("t2", {}, {"val_accuracy": 10.0}, True, spec)
+    error = "Traceback (most recent call last):\n  ...\n\x1b[36mray.exceptions.RayTaskError\x1b[0m\n" \
+            "raytailor.errors.TailoringError: the loss became nan at epoch 1; lower the learning rate\n"
+    failed = trial_row("t2", {}, {"val_accuracy": 10.0}, error, spec)
     assert failed["status"] == "ERROR" and failed["val_accuracy"] is None and not failed["feasible"]
+    assert failed["reason"] == "TailoringError: the loss became nan at epoch 1; lower the learning rate"
     # its last result is a per-epoch report: the trial never reached its end
-    interrupted = trial_row("t3", {}, {"student/val_accuracy": 10.0, "epochs": 3}, False, spec)
+    interrupted = trial_row("t3", {}, {"student/val_accuracy": 10.0, "epochs": 3}, None, spec)
     assert interrupted["status"] == "INTERRUPTED" and interrupted["trained_epochs"] == 3 and interrupted["reason"] is None
 
 
@@ -196,33 +199,6 @@ def test_a_trial_builds_its_networks_from_the_shared_buffers_and_never_writes_th
         for p in built.pretrained.parameters():
             p.add_(1.0)  # a trial training its copy
     assert all((shared.backbone_state[k] == v).all() for k, v in before.items())
-
-
-def test_a_search_uses_the_files_of_the_folder_it_runs_in(tmp_path):
-    """Paths pickled with a search (scheduler, callbacks, searcher) point at the folder it was
-    started in; while a driver runs the search in another folder (moved, copied), they resolve
-    there, and nowhere else once it is done."""
-    from pathlib import Path
-
-    from raytailor.search.location import relocated, search_folder
-
-    import shutil
-
-    pickled = Path("/where/it/started/optuna.journal")
-    assert relocated(pickled) == pickled
-    searcher = _searcher(tmp_path / "original")
-    searcher.suggest("a")
-    state = pickle.dumps(searcher)  # as saved with the experiment
-    shutil.copytree(tmp_path / "original", tmp_path / "copy")
-    with search_folder(tmp_path / "copy"):
-        assert relocated(pickled) == (tmp_path / "copy" / "optuna.journal").resolve()
-        clone = pickle.loads(state)
-        assert clone.storage_path == (tmp_path / "copy" / "optuna.journal").resolve()
-        clone.on_trial_complete("a", {"val_accuracy": 90.0, "macs": 1e6})
-    assert relocated(pickled) == pickled
-    told = lambda folder: optuna.load_study(study_name="unit", storage=journal_storage(folder / "optuna.journal"))
-    assert told(tmp_path / "copy").trials[0].state == optuna.trial.TrialState.COMPLETE
-    assert told(tmp_path / "original").trials[0].state == optuna.trial.TrialState.RUNNING  # untouched
 
 
 def test_a_trial_that_failed_by_itself_is_an_error_with_its_reason_and_fail_in_optuna(tmp_path):

@@ -7,15 +7,13 @@ from typing import Any
 
 from ray import tune
 
-from raytailor.search.location import relocated
-
 
 class SubmodelsToStudy(tune.Callback):
     """When a trial finishes, tell the Optuna study about every sub-model that stands for other
     sampled values than the trial's own (``searcher.add_submodel_trials``): one trained NetTailor
     student gives the sampler a point per distinct pruning, not one per trial.
 
-    Holds only paths and plain values (it is saved with the experiment and used again by resume)."""
+    Holds only paths and plain values (Tune pickles it with the experiment; nothing reads that back)."""
 
     def __init__(self, *, journal: Path, study_name: str, space: dict, metrics: list[str],
                  accuracy_target: float) -> None:
@@ -28,10 +26,13 @@ class SubmodelsToStudy(tune.Callback):
         from raytailor.search.results import checkpoint_submodels
         from raytailor.search.searcher import add_submodel_trials, journal_storage
 
-        records = checkpoint_submodels(trial.checkpoint) if trial.checkpoint is not None else None
+        if trial.checkpoint is None:
+            return
+        with trial.checkpoint.as_directory() as folder:
+            records = checkpoint_submodels(folder)
         if len(records or []) < 2:
             return
-        study = optuna.load_study(study_name=self.study_name, storage=journal_storage(relocated(self.journal)))
+        study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
         add_submodel_trials(study, space=self.space, config=trial.config, records=records, metrics=self.metrics,
                             accuracy_target=self.accuracy_target, trial_id=trial.trial_id)
 
@@ -48,7 +49,7 @@ class StoppedToTensorBoard(tune.Callback):
 
         from raytailor.search.early_stopping import stopped_trials
 
-        stop = stopped_trials(relocated(self.record)).get(trial.trial_id)
+        stop = stopped_trials(self.record).get(trial.trial_id)
         if stop is None or not trial.local_path:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:

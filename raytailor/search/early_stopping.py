@@ -116,6 +116,16 @@ class EarlyStopping:
             self.stopped.pop(trial, None)
             self._save()
 
+    def forget(self, trials: list[str]) -> None:
+        """Drop every estimate of ``trials`` (interrupted trials a resume runs again under new ids)."""
+        for points in self.rungs.values():
+            for trial in trials:
+                points.pop(trial, None)
+        for trial in trials:
+            self._judged.pop(trial, None)
+            self.stopped.pop(trial, None)
+        self._save()
+
     def _judge(self, trial: str, rung: int, point: Point) -> Stop | None:
         margin = self.margin(rung)
         if margin is not None and point.accuracy + margin < self.accuracy_target:

@@ -1,43 +1,18 @@
 """Where a search's files are, wherever its folder now lives: Ray's experiment (``trials/``
-in the folder, or remote storage) and raytailor's own files.
+in the folder, or remote storage) and raytailor's own files (directly in the folder).
 
-Tune pickles the scheduler, the callbacks and the searcher with the experiment, and with them
-the paths they held when the search started. A search folder that was moved or copied (shared
-on NFS, S3, between people) must be resumed where it is now, never write into the original:
-the driver says which folder it runs (``search_folder``) and every raytailor file of the
-search is looked up there by name (``relocated``). All of them sit directly in the folder.
+A search folder that was moved or copied (shared on NFS, between people) is resumed where it
+is now and never writes into the original: nothing of a search records its own absolute path
+except ``search.json``'s storage, which is used only when the experiment is not in the folder
+(remote storage).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-SEARCH_DIR = "RAYTAILOR_SEARCH_DIR"
 EXPERIMENT = "trials"  # Ray's experiment folder inside a search folder
-
-
-@contextmanager
-def search_folder(out_dir: Path) -> Iterator[None]:
-    """The driver runs (or restores) the search in ``out_dir`` for the duration."""
-    previous = os.environ.get(SEARCH_DIR)
-    os.environ[SEARCH_DIR] = str(Path(out_dir).resolve())
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(SEARCH_DIR, None)
-        else:
-            os.environ[SEARCH_DIR] = previous
-
-
-def relocated(path: Path) -> Path:
-    """``path``'s file in the folder the driver runs now (``path`` itself outside a search)."""
-    folder = os.environ.get(SEARCH_DIR)
-    return Path(folder) / Path(path).name if folder else Path(path)
 
 
 def storage_location(out_dir: Path, storage: str | None) -> str:
@@ -52,3 +27,10 @@ def experiment_path(out_dir: Path) -> str:
     if (out_dir / EXPERIMENT).is_dir() or not record.is_file():
         return str(out_dir / EXPERIMENT)
     return f"{json.loads(record.read_text())['storage']}/{EXPERIMENT}"
+
+
+def experiment_storage(out_dir: Path) -> str:
+    """Tune's ``storage_path`` to run more trials of the search in ``out_dir``: the folder itself
+    when its experiment is there, else the remote storage recorded in search.json."""
+    experiment = experiment_path(out_dir)
+    return experiment[: -len(EXPERIMENT) - 1]

@@ -17,6 +17,7 @@ from raytailor.search.early_stopping import Stop
 from raytailor.search.location import experiment_path
 from raytailor.search.space import is_integer_range
 from raytailor.search.trainable import EPOCHS, FAILED, is_finished
+from raytailor.search.trial_folders import TrialRecord, local_folder
 from raytailor.spec import Spec
 from raytailor.trials_table import SUBMODELS_FILE, TRIALS_FILE, write_trials_table
 
@@ -35,17 +36,18 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
     return types
 
 
-def trial_row(trial_id: str, config: dict, metrics: dict | None, error: Exception | bool | str | None, spec: Spec,
+def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | None, spec: Spec,
               stop: Stop | None = None) -> dict[str, Any]:
-    """One trial's row. A trial early stopping ended (``stop``) is ``STOPPED`` with its reason and
-    its last estimate as metrics (validation accuracy so far, projected costs; no test accuracy)."""
+    """One trial's row. ``error``: what the trial raised (Ray's error.txt). A trial early stopping
+    ended (``stop``) is ``STOPPED`` with its reason and its last estimate as metrics (validation
+    accuracy so far, projected costs; no test accuracy)."""
     metrics = metrics or {}
-    error = error or metrics.get(FAILED)  # failed by itself: its reason is in its last report
-    done = is_finished(metrics) and not error
-    stopped = stop is not None and not done and not error
-    status = "TERMINATED" if done else "ERROR" if error else STOPPED_STATUS if stopped else "INTERRUPTED"
+    failed = metrics.get(FAILED)  # failed by itself: its one-line reason is in its last report
+    done = is_finished(metrics) and not error and not failed
+    stopped = stop is not None and not done and not error and not failed
+    status = "TERMINATED" if done else "ERROR" if error or failed else STOPPED_STATUS if stopped else "INTERRUPTED"
     row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
-           "reason": stop.reason if stopped else error if isinstance(error, str) else error_reason(error),
+           "reason": stop.reason if stopped else failed or error_reason(error),
            "trained_epochs": metrics.get(EPOCHS)}
     row |= {name: config.get(name) for name in spec.space}
     values = metrics if done else stop.estimate if stopped else {}
@@ -60,58 +62,61 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MODULE_PATH = re.compile(r"^(?:\w+\.)+(?=\w+: )")  # raytailor.errors.TailoringError: -> TailoringError:
 
 
-def error_reason(error: Exception | bool | None) -> str | None:
+def error_reason(error: str | None) -> str | None:
     """One line for a failed trial: the last line of the error Ray saved (our own errors end in
     ``TailoringError: <what happened and what to change>``), without terminal colour codes."""
-    if not isinstance(error, BaseException):
+    if not error:
         return None
-    lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
-    return _MODULE_PATH.sub("", lines[-1]) if lines else type(error).__name__
+    lines = [line.strip() for line in _ANSI.sub("", error).splitlines() if line.strip()]
+    return _MODULE_PATH.sub("", lines[-1]) if lines else "the trial failed"
 
 
-def rows_from_results(results: Any, spec: Spec, accuracy_target: float, *,
-                      stopped: dict[str, Stop] | None = None) -> tuple[list[dict], dict[str, tuple]]:
-    """Rows and {row id: (checkpoint, folder inside it)} from a Ray ``ResultGrid``; ``stopped``:
-    the trials early stopping ended (``early_stopping.stopped_trials``).
+def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: float, *,
+                     stopped: dict[str, Stop] | None = None) -> tuple[list[dict], dict[str, tuple[str, Path]]]:
+    """Rows and {row id: (checkpoint folder, model folder inside it)} from a search's trial
+    folders (``trial_folders.read_trials``); ``stopped``: the trials early stopping ended
+    (``early_stopping.stopped_trials``).
 
     A finished trial contributes one row per sub-model (read from the checkpoint's result.json;
     a sub-model's own hyper-parameters, a NetTailor pruning's theta and K, replace the trial's);
     only the sub-models it kept have weights to export."""
     by_trial, checkpoints = {}, {}
-    for result in results:
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        row = trial_row(trial_id, result.config or {}, result.metrics, result.error, spec,
-                        stop=(stopped or {}).get(trial_id))
-        chain = checkpoint_submodels(result.checkpoint) if row["status"] == "TERMINATED" and result.checkpoint \
-            else None
+    for record in records:
+        trial_id, metrics = record.trial_id, record.metrics
+        row = trial_row(trial_id, record.config, metrics, record.error, spec, stop=(stopped or {}).get(trial_id))
+        finished = row["status"] == "TERMINATED" and record.checkpoint is not None
+        chain = checkpoint_submodels(record.checkpoint) if finished else None
         rows = by_trial[trial_id] = []
         if chain is None:
             rows.append(row)
-            if result.checkpoint is not None and row["status"] == "TERMINATED":
-                checkpoints[trial_id] = (result.checkpoint, ".")
+            if finished:
+                checkpoints[trial_id] = (record.checkpoint, Path("."))
             continue
-        chosen = result.metrics.get("chosen_submodel", result.metrics.get("chosen_iteration"))
-        for record in chain:
-            k = record["submodel"]
-            own = {name: value for name, value in (record.get("own_hyperparameters") or {}).items()
+        chosen = metrics.get("chosen_submodel", metrics.get("chosen_iteration"))
+        for saved in chain:
+            k = saved["submodel"]
+            own = {name: value for name, value in (saved.get("own_hyperparameters") or {}).items()
                    if name in spec.space}
-            sub = {**row, **own, **{key: record.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
+            sub = {**row, **own, **{key: saved.get(key) for key in METRICS}, "trial_id": submodel_id(trial_id, k),
                    "submodel": k, "chosen": k == chosen, "_trial": trial_id,
-                   "feasible": meets_target(record["val_accuracy"], accuracy_target)}
+                   "feasible": meets_target(saved["val_accuracy"], accuracy_target)}
             rows.append(sub)
-            if record.get("kept"):
-                checkpoints[sub["trial_id"]] = (result.checkpoint, submodel_dir(Path("."), k, chosen=k == chosen))
+            if saved.get("kept"):
+                checkpoints[sub["trial_id"]] = (record.checkpoint, submodel_dir(Path("."), k, chosen=k == chosen))
     return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
 
 
-def checkpoint_submodels(checkpoint: Any) -> list[dict] | None:
+def checkpoint_submodels(checkpoint: str) -> list[dict] | None:
     """The sub-models listed in a trial's result.json (``chain`` in searches written before every
     method had sub-models); None for trials written before sub-models were measured (no
-    ``submodel`` key), which stay one row."""
-    with checkpoint.as_directory() as folder:
-        result = Path(folder) / "result.json"
-        saved = json.loads(result.read_text()) if result.is_file() else {}
-    chain = saved.get("submodels", saved.get("chain"))
+    ``submodel`` key), which stay one row, and for an unreadable result.json."""
+    with local_folder(checkpoint) as folder:
+        result = folder / "result.json"
+        try:
+            saved = json.loads(result.read_text()) if result.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+    chain = saved.get("submodels", saved.get("chain")) if isinstance(saved, dict) else None
     return chain if chain and all("submodel" in record for record in chain) else None
 
 
@@ -140,9 +145,9 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
         target = models / row["trial_id"]
         if target.exists():
             shutil.rmtree(target)
-        with checkpoint.as_directory() as folder:
-            shutil.copytree(Path(folder) / inside / "model", target)
-            shutil.copy(Path(folder) / inside / "result.json", target / "result.json")
+        with local_folder(checkpoint) as folder:
+            shutil.copytree(folder / inside / "model", target)
+            shutil.copy(folder / inside / "result.json", target / "result.json")
     best = leanest(rows, cost=leanest_cost(spec.objectives))
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),

@@ -18,11 +18,13 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
-from raytailor.search.location import EXPERIMENT, experiment_path, search_folder, storage_location
-from raytailor.search.results import rows_from_results, write_outputs
+from raytailor.search.location import EXPERIMENT, experiment_path, experiment_storage, storage_location
+from raytailor.search.results import rows_from_trials, write_outputs
+from raytailor.search.trial_folders import TrialRecord, read_trials, remove_trial
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
 
+JOURNAL = "optuna.journal"
 
 
 def _metadata(spec: Spec) -> dict[str, str]:
@@ -89,22 +91,53 @@ def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None 
                           failure_config=tune.FailureConfig(max_failures=spec.search.max_failures))
 
 
+def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str, verbose: bool):
+    """The Tune run of ``trials`` trials in ``out_dir``, its searcher on the study in the journal."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from raytailor.pareto import leanest_cost
+    from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
+    from raytailor.search.progress import SearchProgress
+    from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+    from raytailor.search.tensorboard import TrialTensorBoard
+
+    metrics, modes = _objective_metrics(spec)
+    defaults = {f.name: f.default for f in dataclasses.fields(type(spec.method_config()))}
+    defaults |= spec.fixed
+    searcher = ConstrainedOptunaSearch(
+        space=DefineByRun(spec.space, defaults), metric=metrics, mode=modes,
+        sampler=make_sampler(spec.search.sampler, spec.search.seed, spec.search.trials), study_name=study_name,
+        accuracy_target=shared.accuracy_target, storage_path=out_dir / JOURNAL,
+    )
+    callbacks = [SubmodelsToStudy(journal=out_dir / JOURNAL, study_name=study_name, space=spec.space,
+                                  metrics=metrics, accuracy_target=shared.accuracy_target),
+                 TrialTensorBoard(space=spec.space)]
+    if verbose:
+        callbacks.append(SearchProgress(trials=trials, concurrent=spec.search.max_concurrent,
+                                        accuracy_target=shared.accuracy_target,
+                                        cost=leanest_cost(spec.objectives)))
+    if spec.search.stopping is not None:
+        callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
+    return tune.Tuner(
+        _trainable(spec, shared),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            scheduler=_scheduler(spec, out_dir, shared.accuracy_target),
+            num_samples=trials, reuse_actors=spec.search.reuse_workers,
+        ),
+        run_config=_run_config(spec, storage, verbose, callbacks=callbacks),
+    )
+
+
 def run_search(
     spec: Spec, out_dir: str | Path, *, address: str | None = None, storage: str | None = None,
     verbose: bool = True,
 ) -> dict | None:
     """Search ``spec.space``; returns the leanest feasible trial's row (None if none)."""
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-
     from raytailor.preflight import check_device, check_hyperparameters, check_output
     from raytailor.run import prepare
-    from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
     from raytailor.search.prepare import prepare_shared
-    from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
-    from raytailor.pareto import leanest_cost
-    from raytailor.search.progress import SearchProgress
-    from raytailor.search.tensorboard import TrialTensorBoard
 
     if not spec.space:
         raise SpecError("space is empty: a search needs at least one hyper-parameter to sample")
@@ -128,60 +161,108 @@ def run_search(
     (out_dir / "teacher.json").write_text(json.dumps(
         {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
          "cache_key": shared.teacher_key}, indent=2))
-    metrics, modes = _objective_metrics(spec)
-    defaults = {f.name: f.default for f in dataclasses.fields(type(spec.method_config()))}
-    defaults |= spec.fixed
-    searcher = ConstrainedOptunaSearch(
-        space=DefineByRun(spec.space, defaults), metric=metrics, mode=modes,
-        sampler=make_sampler(spec.search.sampler, spec.search.seed, spec.search.trials), study_name=out_dir.name,
-        accuracy_target=shared.accuracy_target, storage_path=out_dir / "optuna.journal",
-    )
-    callbacks = [SubmodelsToStudy(journal=out_dir / "optuna.journal", study_name=out_dir.name, space=spec.space,
-                                  metrics=metrics, accuracy_target=shared.accuracy_target),
-                 TrialTensorBoard(space=spec.space)]
-    if verbose:
-        callbacks.append(SearchProgress(trials=spec.search.trials, concurrent=spec.search.max_concurrent,
-                                        accuracy_target=shared.accuracy_target,
-                                        cost=leanest_cost(spec.objectives)))
-    if spec.search.stopping is not None:
-        callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
-    tuner = tune.Tuner(
-        _trainable(spec, shared),
-        tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            scheduler=_scheduler(spec, out_dir, shared.accuracy_target),
-            num_samples=spec.search.trials, reuse_actors=spec.search.reuse_workers,
-        ),
-        run_config=_run_config(spec, location, verbose, callbacks=callbacks),
-    )
-    with search_folder(out_dir):
-        results = tuner.fit()
-        return _finish(out_dir, spec, results, shared, verbose)
+    _tuner(spec, out_dir, shared, study_name=out_dir.name, trials=spec.search.trials, storage=location,
+           verbose=verbose).fit()
+    return _finish(out_dir, spec, shared, verbose)
 
 
 def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: bool = True) -> dict | None:
-    """Continue an interrupted search: finished trials are kept, unfinished ones run again."""
-    from ray import tune
+    """Continue an interrupted search where its folder is now (moved or copied included).
+
+    Nothing pickled is read (Ray's ``tuner.pkl`` and the rest could run any code): the trials
+    are read from their folders' JSON files, the study from the Optuna journal, early stopping's
+    decisions from its record. Trials that ended (finished, stopped, failed) are kept as they
+    are; an interrupted one is run again from its start with the same values (its Optuna trial
+    is asked again; its folder and its early-stopping estimates are replaced); then new trials
+    up to ``search.trials``."""
+    import optuna
 
     from raytailor.search.prepare import prepare_shared
+    from raytailor.search.searcher import journal_storage
 
     out_dir = Path(out_dir).resolve()
+    journal = out_dir / JOURNAL
+    if not (out_dir / "spec.yaml").is_file() or not journal.is_file():
+        raise SpecError(f"{out_dir} holds no search to resume (no spec.yaml or {JOURNAL}); start a new search")
     spec = load_resolved_spec(out_dir / "spec.yaml")
-    experiment = experiment_path(out_dir)
+    study_names = optuna.get_all_study_names(journal_storage(journal))
+    if len(study_names) != 1:
+        raise SpecError(f"{journal} should hold one study, it holds {len(study_names)}; start a new search")
+    records = read_trials(experiment_path(out_dir))
+    stopped = stopped_trials(out_dir / RECORD_FILE)
+    ended = {r.trial_id: r for r in records if _ended(r, stopped)}
+    interrupted = [r for r in records if r.trial_id not in ended]
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     _init_ray(address)
-    if not tune.Tuner.can_restore(experiment):
-        raise SpecError(f"{out_dir} has no restorable search state in {experiment}; start a new search")
     shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
-    with search_folder(out_dir):  # the pickled scheduler, callbacks and searcher use this folder's files
-        tuner = tune.Tuner.restore(experiment, trainable=_trainable(spec, shared),
-                                   resume_unfinished=True, resume_errored=False, restart_errored=False)
-        results = tuner.fit()
-        return _finish(out_dir, spec, results, shared, verbose)
+    _reconcile_study(journal, study_names[0], spec, ended, shared.accuracy_target)
+    for record in interrupted:
+        remove_trial(record)
+    if spec.search.stopping is not None and interrupted:
+        _forget_estimates(spec, out_dir, shared.accuracy_target, [r.trial_id for r in interrupted])
+    remaining = spec.search.trials - len(ended)
+    if remaining > 0:
+        location = experiment_storage(out_dir)
+        _tuner(spec, out_dir, shared, study_name=study_names[0], trials=remaining, storage=location,
+               verbose=verbose).fit()
+    return _finish(out_dir, spec, shared, verbose)
 
 
-def _finish(out_dir: Path, spec: Spec, results: Any, shared: Any, verbose: bool) -> dict | None:
-    rows, checkpoints = rows_from_results(results, spec, shared.accuracy_target, stopped=stopped_trials(out_dir / RECORD_FILE))
+def _ended(record: TrialRecord, stopped: dict) -> bool:
+    """The trial ran to its end, failed, or early stopping ended it: a resume keeps it."""
+    from raytailor.search.trainable import FAILED, is_finished
+
+    return is_finished(record.metrics) or FAILED in record.metrics or record.error is not None \
+        or record.trial_id in stopped
+
+
+def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str, TrialRecord],
+                     accuracy_target: float) -> None:
+    """Bring the study up to the trial folders: a trial that ended after the study last heard of
+    it (the driver was killed) is told now, with its sub-models; a trial still RUNNING in the
+    study whose Ray trial never ended goes back to WAITING, so the next trial asked runs its
+    values again."""
+    import optuna
+
+    from raytailor.search.results import checkpoint_submodels
+    from raytailor.search.searcher import add_submodel_trials, journal_storage, tell_outcome
+    from raytailor.search.trainable import is_finished
+
+    storage = journal_storage(journal)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    metrics, _ = _objective_metrics(spec)
+    trials = study.get_trials(deepcopy=False)
+    with_submodels = {t.user_attrs.get("ray_trial_id") for t in trials if "submodel" in t.user_attrs}
+    for frozen in trials:
+        ray_id = frozen.user_attrs.get("ray_trial_id")
+        if "submodel" in frozen.user_attrs or frozen.state != optuna.trial.TrialState.RUNNING:
+            continue
+        record = ended.get(ray_id)
+        if record is None:
+            storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.WAITING)
+            continue
+        tell_outcome(study, optuna.trial.Trial(study, frozen._trial_id), record.metrics,
+                     error=record.error is not None, metrics=metrics, accuracy_target=accuracy_target)
+    for trial_id, record in ended.items():
+        if trial_id in with_submodels or not is_finished(record.metrics) or record.checkpoint is None:
+            continue
+        submodels = checkpoint_submodels(record.checkpoint)
+        if len(submodels or []) >= 2:
+            add_submodel_trials(study, space=spec.space, config=record.config, records=submodels, metrics=metrics,
+                                accuracy_target=accuracy_target, trial_id=trial_id)
+
+
+def _forget_estimates(spec: Spec, out_dir: Path, accuracy_target: float, trial_ids: list[str]) -> None:
+    from raytailor.search.early_stopping import EarlyStopping
+
+    costs = [objective for objective in spec.objectives if objective != "accuracy"]
+    rules = EarlyStopping(record=out_dir / RECORD_FILE, costs=costs, accuracy_target=accuracy_target,
+                          **dataclasses.asdict(spec.search.stopping))
+    rules.forget(trial_ids)
+
+
+def _finish(out_dir: Path, spec: Spec, shared: Any, verbose: bool) -> dict | None:
+    records = read_trials(experiment_path(out_dir))
+    rows, checkpoints = rows_from_trials(records, spec, shared.accuracy_target,
+                                         stopped=stopped_trials(out_dir / RECORD_FILE))
     return write_outputs(out_dir, rows, checkpoints, spec, shared.teacher_metrics, _metadata(spec), verbose)
-
-

@@ -14,13 +14,13 @@ from typing import Any
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from raytailor.search.early_stopping import EarlyStopping
-from raytailor.search.location import relocated
 from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, is_finished
 
 
 class ConstrainedEarlyStopping(FIFOScheduler):
     """Holds only plain settings and the record's path when pickled (Tune saves the scheduler
-    with the experiment); the decisions are read back from the record file."""
+    with the experiment; nothing reads that back); the decisions live in the record file, which a
+    resumed search reads."""
 
     _supports_buffered_results = False  # decide on every epoch's result as it arrives
 
@@ -32,7 +32,7 @@ class ConstrainedEarlyStopping(FIFOScheduler):
     @property
     def rules(self) -> EarlyStopping:
         if self._rules is None:
-            self._rules = EarlyStopping(record=relocated(self.record), **self.settings)
+            self._rules = EarlyStopping(record=self.record, **self.settings)
         return self._rules
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:

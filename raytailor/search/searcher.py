@@ -10,7 +10,7 @@ RUNNING in the study (Ray only logs the error). This subclass, before telling Op
   so no stopped trial is left RUNNING or counted as a finished point.
 
 The study lives in a JournalStorage file, so ``optuna-dashboard`` can open it and a resumed
-search continues the same study. For the dashboard, every trial also carries the system
+search continues the same study (a new searcher on the same journal, never a pickle). For the dashboard, every trial also carries the system
 attribute ``constraints`` (the list it reads; Optuna 5 itself keeps ``constraints:<name>``),
 the study its objective names, and each trial the Ray trial id (user attribute
 ``ray_trial_id``; a sub-model's trial also ``submodel``).
@@ -27,7 +27,6 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
-from raytailor.search.location import relocated
 from raytailor.search.trainable import FAILED, SAMPLED, is_finished
 
 CONSTRAINT = "accuracy_target"
@@ -88,24 +87,13 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        ot_trial = self._ot_trials[trial_id]
-        if result and not error and FAILED not in result and not is_finished(result):
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
-            return
-        # the sub-model of the sampled hyper-parameters (``sampled/...``, see trainable.py): a
-        # NetTailor trial may choose another pruning, which the sampler learns as a trial of its own
-        values = [result.get(f"{SAMPLED}/{m}", result.get(m)) if result else None for m in self.metric]
-        accuracy = result.get(f"{SAMPLED}/val_accuracy", result.get("val_accuracy")) if result else None
-        if error or FAILED in (result or {}) or not _all_finite([*values, accuracy]):
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-            self._completed_trials.add(trial_id)
-            return
-        set_constraint(ot_trial, self.accuracy_target - accuracy)
-        self._ot_study.tell(ot_trial, values, state=optuna.trial.TrialState.COMPLETE)
+        tell_outcome(self._ot_study, self._ot_trials[trial_id], result, error=error,
+                     metrics=list(self.metric), accuracy_target=self.accuracy_target)
         self._completed_trials.add(trial_id)
 
-    # The journal storage holds an open file handle and a lock: pickle the path, reopen on load.
+    # Tune pickles the searcher with the tuner (tuner.pkl, never read back: a resumed search
+    # builds a new searcher on the journal). The journal storage holds an open file handle and a
+    # lock: pickle the path, reopen on load.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_storage"] = None
@@ -120,7 +108,6 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def __setstate__(self, state: dict) -> None:
         numbers = state.pop("_ot_trial_numbers", {})
         self.__dict__.update(state)
-        self.storage_path = relocated(self.storage_path)  # a moved folder: its own journal
         self._storage = journal_storage(self.storage_path)
         if self._study_name is not None and self._metric is not None:
             self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
@@ -132,16 +119,29 @@ class ConstrainedOptunaSearch(OptunaSearch):
             }
 
     def save(self, checkpoint_path: str) -> None:
-        import pickle
-
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__getstate__(), handle)
+        """Nothing to save: every trial is in the journal, which is what a resume reads."""
 
     def restore(self, checkpoint_path: str) -> None:
-        import pickle
+        raise NotImplementedError("a search resumes from its Optuna journal, never from a pickled searcher")
 
-        with open(checkpoint_path, "rb") as handle:
-            self.__setstate__(pickle.load(handle))
+
+def tell_outcome(study: optuna.Study, trial: optuna.trial.Trial, result: dict | None, *, error: bool,
+                 metrics: list[str], accuracy_target: float) -> None:
+    """Tell ``study`` how a Ray trial ended, from its last result: PRUNED when early stopping
+    ended it (the last result is not a final one), FAIL when it errored, failed by itself or
+    lacks a finite objective, else COMPLETE with its values and the accuracy constraint."""
+    if result and not error and FAILED not in result and not is_finished(result):
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    # the sub-model of the sampled hyper-parameters (``sampled/...``, see trainable.py): a
+    # NetTailor trial may choose another pruning, which the sampler learns as a trial of its own
+    values = [result.get(f"{SAMPLED}/{m}", result.get(m)) if result else None for m in metrics]
+    accuracy = result.get(f"{SAMPLED}/val_accuracy", result.get("val_accuracy")) if result else None
+    if error or FAILED in (result or {}) or not _all_finite([*values, accuracy]):
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    set_constraint(trial, accuracy_target - accuracy)
+    study.tell(trial, values, state=optuna.trial.TrialState.COMPLETE)
 
 
 def add_submodel_trials(

@@ -1,0 +1,128 @@
+"""A search's trials, read from the files Ray Tune wrote in each trial's folder, never from a pickle.
+
+Every trial folder of the experiment (``trials/`` in the search folder, or the remote storage)
+holds ``params.json`` (the trial's sampled values), ``result.json`` (one JSON line per report)
+and, for a finished trial, ``checkpoint_<n>/`` (what ``run.save_run`` wrote: the model as
+safetensors + JSON). A trial that raised has ``error.txt``. Ray also writes ``*.pkl`` files
+(``tuner.pkl``, ``params.pkl``, ``error.pkl``, the searcher's state); they are never opened:
+unpickling a file from a shared folder runs whatever code it names. A broken folder (a
+truncated line, an empty file, a missing checkpoint) gives what can be read, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_TRIAL_ID = re.compile(r"^[A-Za-z_]+?_([0-9a-f]{5,}(?:_\d{5})?)_\d+_")  # tailoring_trial_<id>_<n>_<values>
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    folder: str                          # the trial folder (a local path or a storage URI)
+    config: dict[str, Any]               # params.json
+    reports: list[dict[str, Any]] = field(default_factory=list)  # result.json, in order
+    error: str | None = None             # error.txt, whole
+    checkpoint: str | None = None        # the newest checkpoint_<n> folder, if any
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The last report ({} before the first)."""
+        return self.reports[-1] if self.reports else {}
+
+
+def _filesystem(location: str):
+    import pyarrow.fs
+
+    if "://" in location:
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def _read_text(fs, path: str) -> str | None:
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read().decode("utf-8", errors="replace")
+    except (OSError, FileNotFoundError):
+        return None
+
+
+def _json_lines(text: str | None) -> list[dict[str, Any]]:
+    reports = []
+    for line in (text or "").splitlines():
+        try:
+            report = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by a full disk or a killed process
+        if isinstance(report, dict):
+            reports.append(report)
+    return reports
+
+
+def read_trials(experiment: str) -> list[TrialRecord]:
+    """Every trial folder of the Ray experiment at ``experiment`` (path or URI), sorted by trial id."""
+    import pyarrow.fs
+
+    fs, root = _filesystem(experiment)
+    try:
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=False))
+    except (OSError, FileNotFoundError):
+        return []
+    records = []
+    for entry in entries:
+        if entry.type != pyarrow.fs.FileType.Directory:
+            continue
+        inside = {info.base_name: info for info in fs.get_file_info(pyarrow.fs.FileSelector(entry.path))}
+        if "params.json" not in inside and "result.json" not in inside:
+            continue  # not a trial
+        try:
+            config = json.loads(_read_text(fs, f"{entry.path}/params.json") or "{}")
+        except json.JSONDecodeError:
+            config = {}
+        reports = _json_lines(_read_text(fs, f"{entry.path}/result.json"))
+        named = _TRIAL_ID.match(entry.base_name)
+        trial_id = next((r["trial_id"] for r in reversed(reports) if r.get("trial_id")), None) or (
+            named.group(1) if named else entry.base_name)
+        checkpoints = sorted(name for name, info in inside.items()
+                             if name.startswith("checkpoint_") and info.type == pyarrow.fs.FileType.Directory)
+        error = _read_text(fs, f"{entry.path}/error.txt") if "error.txt" in inside else None
+        folder = entry.path if "://" not in experiment else f"{experiment.split('://')[0]}://{entry.path}"
+        records.append(TrialRecord(
+            trial_id=str(trial_id), folder=folder, config=config if isinstance(config, dict) else {},
+            reports=reports, error=error if error is None or error.strip() else "the trial failed (error.txt is empty)",
+            checkpoint=f"{folder}/{checkpoints[-1]}" if checkpoints else None,
+        ))
+    return sorted(records, key=lambda r: r.trial_id)
+
+
+@contextmanager
+def local_folder(location: str) -> Iterator[Path]:
+    """``location`` (a checkpoint folder) as a local folder: itself, or a temporary copy of a
+    remote one."""
+    if "://" not in location:
+        yield Path(location)
+        return
+    import pyarrow.fs
+
+    fs, path = _filesystem(location)
+    with tempfile.TemporaryDirectory() as folder:
+        pyarrow.fs.copy_files(path, folder, source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        yield Path(folder)
+
+
+def remove_trial(record: TrialRecord) -> None:
+    """Delete a trial's folder (an interrupted trial that a resume runs again from the start)."""
+    if "://" not in record.folder:
+        shutil.rmtree(record.folder, ignore_errors=True)
+        return
+    fs, path = _filesystem(record.folder)
+    fs.delete_dir(path)

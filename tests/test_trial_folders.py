@@ -1,0 +1,63 @@
+"""A search's trials are read from the JSON files of their folders: broken folders give what
+can be read, and no pickle in the folder is ever opened."""
+
+import json
+
+from hostile_pickle import plant
+from raytailor.search.results import rows_from_trials
+from raytailor.search.trial_folders import read_trials
+from raytailor.spec import parse_spec
+
+
+def _trial(experiment, name, *, params=None, lines=(), error=None, checkpoint=None):
+    folder = experiment / name
+    folder.mkdir(parents=True)
+    if params is not None:
+        (folder / "params.json").write_text(json.dumps(params))
+    (folder / "result.json").write_text("".join(line + "\n" for line in lines))
+    if error is not None:
+        (folder / "error.txt").write_text(error)
+    if checkpoint is not None:
+        (folder / "checkpoint_000000").mkdir()
+        (folder / "checkpoint_000000" / "result.json").write_text(json.dumps(checkpoint))
+    return folder
+
+
+def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_path):
+    experiment = tmp_path / "trials"
+    canary = tmp_path / "pwned"
+    final = {"trial_id": "aaaa0001", "val_accuracy": 90.0, "test_accuracy": 89.0, "params": 10, "macs": 100,
+             "task_params": 5, "feasible": True, "finished": True, "epochs": 3, "done": True, "timestamp": 2}
+    done = _trial(experiment, "tailoring_trial_aaaa0001_1_skips=2_2026", params={"skips": 2},
+                  lines=[json.dumps({"trial_id": "aaaa0001", "epochs": 1, "timestamp": 1}), json.dumps(final)],
+                  checkpoint={"val_accuracy": 90.0})
+    # killed mid-write: a cut line after a good one; an empty error.txt (a full disk)
+    _trial(experiment, "tailoring_trial_bbbb0002_2_skips=1_2026", params={"skips": 1},
+           lines=[json.dumps({"trial_id": "bbbb0002", "epochs": 1}), '{"trial_id": "bbbb0002", "ep'])
+    _trial(experiment, "tailoring_trial_cccc0003_3_skips=3_2026", params={"skips": 3}, error="")
+    _trial(experiment, "tailoring_trial_dddd0004_4_skips=4_2026", params={"skips": 4},
+           error="Traceback ...\n\x1b[31mraytailor.errors.TailoringError: pruning removed every path\x1b[0m\n")
+    (experiment / "driver_artifacts").mkdir()  # not a trial
+    plant([experiment / "tuner.pkl", experiment / "searcher-state-x.pkl", done / "params.pkl",
+           done / "error.pkl", done / "checkpoint_000000" / "state.pkl"], canary)
+
+    records = read_trials(str(experiment))
+    assert not canary.exists()
+    assert [r.trial_id for r in records] == ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004"]
+    first, cut, empty, failed = records
+    assert first.config == {"skips": 2} and first.metrics == final and len(first.reports) == 2
+    assert first.checkpoint == str(done / "checkpoint_000000")
+    assert cut.metrics == {"trial_id": "bbbb0002", "epochs": 1} and cut.checkpoint is None
+    assert empty.reports == [] and empty.error  # an empty error.txt still says the trial failed
+
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"}, "space": {"skips": {"choices": [1, 2, 3, 4]}}})
+    rows, checkpoints = rows_from_trials(records, spec, accuracy_target=85.0)
+    by_id = {r["trial_id"]: r for r in rows}
+    assert by_id["aaaa0001"]["status"] == "TERMINATED" and by_id["aaaa0001"]["skips"] == 2
+    assert by_id["bbbb0002"]["status"] == "INTERRUPTED" and by_id["bbbb0002"]["trained_epochs"] == 1
+    assert by_id["cccc0003"]["status"] == "ERROR" and by_id["cccc0003"]["reason"]
+    assert by_id["dddd0004"]["reason"] == "TailoringError: pruning removed every path"
+    assert set(checkpoints) == {"aaaa0001"}
+    assert not canary.exists()
+    assert read_trials(str(tmp_path / "nothing")) == []
