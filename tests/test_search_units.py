@@ -110,7 +110,7 @@ def test_rows_and_types():
     assert done["status"] == "TERMINATED" and done["feasible"] and done["blocks_removed"] is None
     error = "Traceback (most recent call last):\n  ...\n\x1b[36mray.exceptions.RayTaskError\x1b[0m\n" \
             "raytailor.errors.TailoringError: the loss became nan at epoch 1; lower the learning rate\n"
-    failed = trial_row("t2", {}, {"val_accuracy": 10.0}, error, spec)
+    failed = trial_row("t2", {}, {"student/val_accuracy": 10.0, "epochs": 1}, error, spec)
     assert failed["status"] == "ERROR" and failed["val_accuracy"] is None and not failed["feasible"]
     assert failed["reason"] == "TailoringError: the loss became nan at epoch 1; lower the learning rate"
     # its last result is a per-epoch report: the trial never reached its end

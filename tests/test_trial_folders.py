@@ -37,14 +37,23 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     _trial(experiment, "tailoring_trial_cccc0003_3_skips=3_2026", params={"skips": 3}, error="")
     _trial(experiment, "tailoring_trial_dddd0004_4_skips=4_2026", params={"skips": 4},
            error="Traceback ...\n\x1b[31mraytailor.errors.TailoringError: pruning removed every path\x1b[0m\n")
+    # failed once, retried by Tune, then finished: TERMINATED; its final report never reached the
+    # folder (a killed driver) but its checkpoint did: rebuilt from the checkpoint
+    _trial(experiment, "tailoring_trial_eeee0005_5_skips=1_2026", params={"skips": 1},
+           lines=[json.dumps({**final, "trial_id": "eeee0005", "val_accuracy": 88.0})],
+           error="Failure # 1 (occurred at 2026-12-02)\nray.exceptions.ActorDiedError: killed\n")
+    _trial(experiment, "tailoring_trial_ffff0006_6_skips=3_2026", params={"skips": 3},
+           lines=[json.dumps({"trial_id": "ffff0006", "epochs": 2})],
+           checkpoint={"val_accuracy": 80.0, "test_accuracy": 79.0, "params": 9, "macs": 90, "task_params": 4})
     (experiment / "driver_artifacts").mkdir()  # not a trial
     plant([experiment / "tuner.pkl", experiment / "searcher-state-x.pkl", done / "params.pkl",
            done / "error.pkl", done / "checkpoint_000000" / "state.pkl"], canary)
 
     records = read_trials(str(experiment))
     assert not canary.exists()
-    assert [r.trial_id for r in records] == ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004"]
-    first, cut, empty, failed = records
+    assert [r.trial_id for r in records] == ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004", "eeee0005", "ffff0006"]
+    first, cut, empty, failed, retried, stale = records
+    assert [r.failures for r in records] == [0, 0, 1, 1, 1, 0]
     assert first.config == {"skips": 2} and first.metrics == final and len(first.reports) == 2
     assert first.checkpoint == str(done / "checkpoint_000000")
     assert cut.metrics == {"trial_id": "bbbb0002", "epochs": 1} and cut.checkpoint is None
@@ -58,6 +67,9 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     assert by_id["bbbb0002"]["status"] == "INTERRUPTED" and by_id["bbbb0002"]["trained_epochs"] == 1
     assert by_id["cccc0003"]["status"] == "ERROR" and by_id["cccc0003"]["reason"]
     assert by_id["dddd0004"]["reason"] == "TailoringError: pruning removed every path"
-    assert set(checkpoints) == {"aaaa0001"}
+    assert by_id["eeee0005"]["status"] == "TERMINATED" and by_id["eeee0005"]["val_accuracy"] == 88.0
+    assert by_id["ffff0006"]["status"] == "TERMINATED" and by_id["ffff0006"]["macs"] == 90
+    assert not by_id["ffff0006"]["feasible"] and by_id["aaaa0001"]["feasible"]  # 80 < target 85 <= 90
+    assert set(checkpoints) == {"aaaa0001", "ffff0006"}
     assert not canary.exists()
     assert read_trials(str(tmp_path / "nothing")) == []

@@ -148,6 +148,13 @@ def attention_statistics(network: PathNetwork) -> dict[str, float]:
     return stats
 
 
+def _fp32_accuracy(network: PathNetwork, val_loader: TensorLoader) -> float:
+    """Validation accuracy as ``run.py`` measures the exported model: in fp32, whatever the run's
+    precision."""
+    with torch.autocast(next(network.parameters()).device.type, enabled=False):
+        return evaluate(network, val_loader)
+
+
 def _with_costs(on_epoch: EpochCallback | None, costs: dict[str, int]) -> EpochCallback | None:
     if on_epoch is None:
         return None
@@ -227,7 +234,7 @@ def run_nettailor(
                 on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 else on_epoch,
             )
         tailored.eval()
-        if leanest_first and meets_target(evaluate(tailored, val_loader), goal.accuracy_target):
+        if leanest_first and meets_target(_fp32_accuracy(tailored, val_loader), goal.accuracy_target):
             feasible_cost = min(feasible_cost, costs.of(survivors)[cost])
         outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))
     return outcome

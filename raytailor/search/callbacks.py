@@ -28,8 +28,11 @@ class SubmodelsToStudy(tune.Callback):
 
         if trial.checkpoint is None:
             return
+        import json
+
         with trial.checkpoint.as_directory() as folder:
-            records = checkpoint_submodels(folder)
+            saved = Path(folder) / "result.json"
+            records = checkpoint_submodels(json.loads(saved.read_text())) if saved.is_file() else None
         if len(records or []) < 2:
             return
         study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))

@@ -16,7 +16,7 @@ from raytailor.run import submodel_dir
 from raytailor.search.early_stopping import Stop
 from raytailor.search.location import experiment_path
 from raytailor.search.space import is_integer_range
-from raytailor.search.trainable import EPOCHS, FAILED, is_finished
+from raytailor.search.trainable import EPOCHS, FAILED, FINISHED, is_finished
 from raytailor.search.trial_folders import TrialRecord, local_folder
 from raytailor.spec import Spec
 from raytailor.trials_table import SUBMODELS_FILE, TRIALS_FILE, write_trials_table
@@ -43,7 +43,7 @@ def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | No
     accuracy so far, projected costs; no test accuracy)."""
     metrics = metrics or {}
     failed = metrics.get(FAILED)  # failed by itself: its one-line reason is in its last report
-    done = is_finished(metrics) and not error and not failed
+    done = is_finished(metrics) and not failed  # a final report wins over failures Tune retried
     stopped = stop is not None and not done and not error and not failed
     status = "TERMINATED" if done else "ERROR" if error or failed else STOPPED_STATUS if stopped else "INTERRUPTED"
     row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
@@ -72,8 +72,8 @@ def error_reason(error: str | None) -> str | None:
 
 
 def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: float, *,
-                     stopped: dict[str, Stop] | None = None) -> tuple[list[dict], dict[str, tuple[str, Path]]]:
-    """Rows and {row id: (checkpoint folder, model folder inside it)} from a search's trial
+                     stopped: dict[str, Stop] | None = None) -> tuple[list[dict], dict[str, tuple[TrialRecord, str]]]:
+    """Rows and {row id: (its trial, the run folder inside the trial's checkpoint)} from a search's trial
     folders (``trial_folders.read_trials``); ``stopped``: the trials early stopping ended
     (``early_stopping.stopped_trials``).
 
@@ -82,15 +82,15 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
     only the sub-models it kept have weights to export."""
     by_trial, checkpoints = {}, {}
     for record in records:
-        trial_id, metrics = record.trial_id, record.metrics
+        trial_id, metrics = record.trial_id, final_metrics(record, accuracy_target)
         row = trial_row(trial_id, record.config, metrics, record.error, spec, stop=(stopped or {}).get(trial_id))
         finished = row["status"] == "TERMINATED" and record.checkpoint is not None
-        chain = checkpoint_submodels(record.checkpoint) if finished else None
+        chain = checkpoint_submodels(record.saved_result()) if finished else None
         rows = by_trial[trial_id] = []
         if chain is None:
             rows.append(row)
             if finished:
-                checkpoints[trial_id] = (record.checkpoint, Path("."))
+                checkpoints[trial_id] = (record, ".")
             continue
         chosen = metrics.get("chosen_submodel", metrics.get("chosen_iteration"))
         for saved in chain:
@@ -102,21 +102,29 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
                    "feasible": meets_target(saved["val_accuracy"], accuracy_target)}
             rows.append(sub)
             if saved.get("kept"):
-                checkpoints[sub["trial_id"]] = (record.checkpoint, submodel_dir(Path("."), k, chosen=k == chosen))
+                checkpoints[sub["trial_id"]] = (record, str(submodel_dir(Path("."), k, chosen=k == chosen)))
     return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
 
 
-def checkpoint_submodels(checkpoint: str) -> list[dict] | None:
-    """The sub-models listed in a trial's result.json (``chain`` in searches written before every
-    method had sub-models); None for trials written before sub-models were measured (no
-    ``submodel`` key), which stay one row, and for an unreadable result.json."""
-    with local_folder(checkpoint) as folder:
-        result = folder / "result.json"
-        try:
-            saved = json.loads(result.read_text()) if result.is_file() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-    chain = saved.get("submodels", saved.get("chain")) if isinstance(saved, dict) else None
+def final_metrics(record: TrialRecord, accuracy_target: float) -> dict[str, Any]:
+    """The trial's last report; for a trial whose final report never reached its folder (the
+    driver was killed before Tune copied result.json) but whose checkpoint did, the final metrics
+    rebuilt from the checkpoint (the trial reports a checkpoint with its final report only)."""
+    metrics = record.metrics
+    if is_finished(metrics) or FAILED in metrics or record.checkpoint is None:
+        return metrics
+    saved = record.saved_result()
+    if not isinstance(saved.get("val_accuracy"), (int, float)):
+        return metrics
+    return {**metrics, **{k: v for k, v in saved.items() if isinstance(v, (int, float, str, bool))},
+            "feasible": meets_target(saved["val_accuracy"], accuracy_target), FINISHED: True}
+
+
+def checkpoint_submodels(saved: dict) -> list[dict] | None:
+    """The sub-models listed in a trial's saved result.json (``chain`` in searches written before
+    every method had sub-models); None for trials written before sub-models were measured (no
+    ``submodel`` key), which stay one row."""
+    chain = saved.get("submodels", saved.get("chain"))
     return chain if chain and all("submodel" in record for record in chain) else None
 
 
@@ -141,11 +149,11 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     for row in front:
         if row["trial_id"] not in checkpoints:
             continue
-        checkpoint, inside = checkpoints[row["trial_id"]]
+        record, inside = checkpoints[row["trial_id"]]
         target = models / row["trial_id"]
         if target.exists():
             shutil.rmtree(target)
-        with local_folder(checkpoint) as folder:
+        with local_folder(record, record.checkpoint) as folder:
             shutil.copytree(folder / inside / "model", target)
             shutil.copy(folder / inside / "result.json", target / "result.json")
     best = leanest(rows, cost=leanest_cost(spec.objectives))

@@ -19,7 +19,7 @@ from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
 from raytailor.search.location import EXPERIMENT, experiment_path, experiment_storage, storage_location
-from raytailor.search.results import rows_from_trials, write_outputs
+from raytailor.search.results import final_metrics, rows_from_trials, write_outputs
 from raytailor.search.trial_folders import TrialRecord, read_trials, remove_trial
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
@@ -91,8 +91,10 @@ def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None 
                           failure_config=tune.FailureConfig(max_failures=spec.search.max_failures))
 
 
-def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str, verbose: bool):
-    """The Tune run of ``trials`` trials in ``out_dir``, its searcher on the study in the journal."""
+def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str, verbose: bool,
+           seed: int):
+    """The Tune run of ``trials`` trials in ``out_dir``, its searcher on the study in the journal
+    with a sampler seeded ``seed``."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -107,7 +109,7 @@ def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: i
     defaults |= spec.fixed
     searcher = ConstrainedOptunaSearch(
         space=DefineByRun(spec.space, defaults), metric=metrics, mode=modes,
-        sampler=make_sampler(spec.search.sampler, spec.search.seed, spec.search.trials), study_name=study_name,
+        sampler=make_sampler(spec.search.sampler, seed, spec.search.trials), study_name=study_name,
         accuracy_target=shared.accuracy_target, storage_path=out_dir / JOURNAL,
     )
     callbacks = [SubmodelsToStudy(journal=out_dir / JOURNAL, study_name=study_name, space=spec.space,
@@ -162,7 +164,7 @@ def run_search(
         {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
          "cache_key": shared.teacher_key}, indent=2))
     _tuner(spec, out_dir, shared, study_name=out_dir.name, trials=spec.search.trials, storage=location,
-           verbose=verbose).fit()
+           verbose=verbose, seed=spec.search.seed).fit()
     return _finish(out_dir, spec, shared, verbose)
 
 
@@ -188,9 +190,12 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     study_names = optuna.get_all_study_names(journal_storage(journal))
     if len(study_names) != 1:
         raise SpecError(f"{journal} should hold one study, it holds {len(study_names)}; start a new search")
+    study = optuna.load_study(study_name=study_names[0], storage=journal_storage(journal))
+    told = {t.user_attrs.get("ray_trial_id") for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished() and "submodel" not in t.user_attrs}
     records = read_trials(experiment_path(out_dir))
     stopped = stopped_trials(out_dir / RECORD_FILE)
-    ended = {r.trial_id: r for r in records if _ended(r, stopped)}
+    ended = {r.trial_id: r for r in records if _ended(r, stopped, told, spec.search.max_failures)}
     interrupted = [r for r in records if r.trial_id not in ended]
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     _init_ray(address)
@@ -203,17 +208,21 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     remaining = spec.search.trials - len(ended)
     if remaining > 0:
         location = experiment_storage(out_dir)
+        # a sampler seeded as at the start would draw the values it drew then again
         _tuner(spec, out_dir, shared, study_name=study_names[0], trials=remaining, storage=location,
-               verbose=verbose).fit()
+               verbose=verbose, seed=spec.search.seed + len(study.trials)).fit()
     return _finish(out_dir, spec, shared, verbose)
 
 
-def _ended(record: TrialRecord, stopped: dict) -> bool:
-    """The trial ran to its end, failed, or early stopping ended it: a resume keeps it."""
+def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int) -> bool:
+    """A resume keeps the trial: it ran to its end (its final report, or its checkpoint, which
+    comes with the final report only), failed by itself or more often than Tune retries, early
+    stopping ended it, or the study was told how it ended (the driver can die before Tune copies
+    a trial's last reports into its folder)."""
     from raytailor.search.trainable import FAILED, is_finished
 
-    return is_finished(record.metrics) or FAILED in record.metrics or record.error is not None \
-        or record.trial_id in stopped
+    return (is_finished(record.metrics) or record.checkpoint is not None or FAILED in record.metrics
+            or record.failures > max_failures or record.trial_id in stopped or record.trial_id in told)
 
 
 def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str, TrialRecord],
@@ -241,12 +250,14 @@ def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str
         if record is None:
             storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.WAITING)
             continue
-        tell_outcome(study, optuna.trial.Trial(study, frozen._trial_id), record.metrics,
-                     error=record.error is not None, metrics=metrics, accuracy_target=accuracy_target)
+        final = final_metrics(record, accuracy_target)
+        tell_outcome(study, optuna.trial.Trial(study, frozen._trial_id), final,
+                     error=record.error is not None and not is_finished(final), metrics=metrics,
+                     accuracy_target=accuracy_target)
     for trial_id, record in ended.items():
-        if trial_id in with_submodels or not is_finished(record.metrics) or record.checkpoint is None:
+        if trial_id in with_submodels or record.checkpoint is None:
             continue
-        submodels = checkpoint_submodels(record.checkpoint)
+        submodels = checkpoint_submodels(record.saved_result())
         if len(submodels or []) >= 2:
             add_submodel_trials(study, space=spec.space, config=record.config, records=submodels, metrics=metrics,
                                 accuracy_target=accuracy_target, trial_id=trial_id)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,22 +20,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+_FAILURE = re.compile(r"^Failure # \d+", re.MULTILINE)  # Tune's header of each failure in error.txt
 _TRIAL_ID = re.compile(r"^[A-Za-z_]+?_([0-9a-f]{5,}(?:_\d{5})?)_\d+_")  # tailoring_trial_<id>_<n>_<values>
 
 
 @dataclass
 class TrialRecord:
     trial_id: str
-    folder: str                          # the trial folder (a local path or a storage URI)
+    filesystem: Any                      # a pyarrow FileSystem (local, or the remote storage's)
+    folder: str                          # the trial folder on ``filesystem``
     config: dict[str, Any]               # params.json
     reports: list[dict[str, Any]] = field(default_factory=list)  # result.json, in order
-    error: str | None = None             # error.txt, whole
-    checkpoint: str | None = None        # the newest checkpoint_<n> folder, if any
+    error: str | None = None             # error.txt, whole (one "Failure # n" section per failure)
+    checkpoint: str | None = None        # the newest checkpoint_<n> folder on ``filesystem``, if any
 
     @property
     def metrics(self) -> dict[str, Any]:
         """The last report ({} before the first)."""
         return self.reports[-1] if self.reports else {}
+
+    @property
+    def failures(self) -> int:
+        """How often the trial's worker failed (Tune retries it up to ``search.max_failures`` times)."""
+        return len(_FAILURE.findall(self.error or "")) or (1 if self.error else 0)
+
+    def saved_result(self) -> dict[str, Any]:
+        """The checkpoint's result.json (what ``run.save_run`` wrote: the run's metrics and its
+        sub-models), {} without a checkpoint or when it cannot be read."""
+        if self.checkpoint is None:
+            return {}
+        try:
+            saved = json.loads(_read_text(self.filesystem, f"{self.checkpoint}/result.json") or "{}")
+        except json.JSONDecodeError:
+            return {}
+        return saved if isinstance(saved, dict) else {}
 
 
 def _filesystem(location: str):
@@ -80,7 +97,10 @@ def read_trials(experiment: str) -> list[TrialRecord]:
     for entry in entries:
         if entry.type != pyarrow.fs.FileType.Directory:
             continue
-        inside = {info.base_name: info for info in fs.get_file_info(pyarrow.fs.FileSelector(entry.path))}
+        try:
+            inside = {info.base_name: info for info in fs.get_file_info(pyarrow.fs.FileSelector(entry.path))}
+        except (OSError, FileNotFoundError):
+            continue
         if "params.json" not in inside and "result.json" not in inside:
             continue  # not a trial
         try:
@@ -94,35 +114,29 @@ def read_trials(experiment: str) -> list[TrialRecord]:
         checkpoints = sorted(name for name, info in inside.items()
                              if name.startswith("checkpoint_") and info.type == pyarrow.fs.FileType.Directory)
         error = _read_text(fs, f"{entry.path}/error.txt") if "error.txt" in inside else None
-        folder = entry.path if "://" not in experiment else f"{experiment.split('://')[0]}://{entry.path}"
         records.append(TrialRecord(
-            trial_id=str(trial_id), folder=folder, config=config if isinstance(config, dict) else {},
+            trial_id=str(trial_id), filesystem=fs, folder=entry.path, config=config if isinstance(config, dict) else {},
             reports=reports, error=error if error is None or error.strip() else "the trial failed (error.txt is empty)",
-            checkpoint=f"{folder}/{checkpoints[-1]}" if checkpoints else None,
+            checkpoint=f"{entry.path}/{checkpoints[-1]}" if checkpoints else None,
         ))
     return sorted(records, key=lambda r: r.trial_id)
 
 
 @contextmanager
-def local_folder(location: str) -> Iterator[Path]:
-    """``location`` (a checkpoint folder) as a local folder: itself, or a temporary copy of a
-    remote one."""
-    if "://" not in location:
-        yield Path(location)
-        return
+def local_folder(record: TrialRecord, folder: str) -> Iterator[Path]:
+    """``folder`` (on the record's file system, e.g. its checkpoint) as a local folder: itself,
+    or a temporary copy of a remote one."""
     import pyarrow.fs
 
-    fs, path = _filesystem(location)
-    with tempfile.TemporaryDirectory() as folder:
-        pyarrow.fs.copy_files(path, folder, source_filesystem=fs,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+    if isinstance(record.filesystem, pyarrow.fs.LocalFileSystem):
         yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory() as local:
+        pyarrow.fs.copy_files(folder, local, source_filesystem=record.filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        yield Path(local)
 
 
 def remove_trial(record: TrialRecord) -> None:
     """Delete a trial's folder (an interrupted trial that a resume runs again from the start)."""
-    if "://" not in record.folder:
-        shutil.rmtree(record.folder, ignore_errors=True)
-        return
-    fs, path = _filesystem(record.folder)
-    fs.delete_dir(path)
+    record.filesystem.delete_dir(record.folder)
