@@ -21,6 +21,10 @@ PY = sys.executable
 ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
 
 MUTATIONS = [
+    ("resume leaves an interrupted trial RUNNING in the study", "raytailor/search/runner.py",
+     "            storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.WAITING)",
+     "            pass",
+     ["tests/test_search_units.py::test_resume_brings_the_study_up_to_the_trial_folders"]),
     ("leanest_first fine-tunes every pruning", "raytailor/nettailor/pipeline.py",
      "        if leanest_first and costs.of(survivors)[cost] > feasible_cost:", "        if False:",
      ["tests/test_method_contract.py::test_leanest_first_fine_tunes_only_what_could_be_chosen"]),

@@ -302,3 +302,38 @@ def test_a_stopped_trial_shows_its_last_estimate_in_hparams_as_in_the_tables():
     assert math.isnan(stopped["test_accuracy"]) and stopped["epochs"] == 2.0
     final = hparam_metrics({"finished": True, "val_accuracy": 91.0, "macs": 4e6, "feasible": True, "epochs": 3})
     assert final["val_accuracy"] == 91.0 and final["feasible"] == 1.0 and math.isnan(final["params"])
+
+
+def test_resume_brings_the_study_up_to_the_trial_folders(tmp_path):
+    """A trial that ended while the driver died is told now; one still RUNNING whose Ray trial
+    never ended goes back to WAITING and the next trial asked runs its values again; a trial the
+    study already knows is left as it is."""
+    import pyarrow.fs
+
+    from raytailor.search.runner import _reconcile_study
+    from raytailor.search.searcher import journal_storage
+    from raytailor.search.trial_folders import TrialRecord
+
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"}, "space": {"theta": {"low": 0.01, "high": 0.2}}})
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=journal_storage(journal), directions=["maximize", "minimize"])
+    values = {}
+    for ray_id in ("told", "ended", "cut"):
+        trial = study.ask()
+        values[ray_id] = trial.suggest_float("theta", 0.01, 0.2)
+        trial.set_user_attr("ray_trial_id", ray_id)
+        if ray_id == "told":
+            study.tell(trial, [90.0, 5.0])
+    final = {"val_accuracy": 91.0, "macs": 4.0, "finished": True, "feasible": True}
+    ended = {"ended": TrialRecord("ended", pyarrow.fs.LocalFileSystem(), str(tmp_path), {"theta": values["ended"]},
+                                  reports=[final])}
+    _reconcile_study(journal, "s", spec, ended, accuracy_target=85.0)
+    study = optuna.load_study(study_name="s", storage=journal_storage(journal))
+    by_ray = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert by_ray["told"].values == [90.0, 5.0]
+    assert by_ray["ended"].state == optuna.trial.TrialState.COMPLETE and by_ray["ended"].values == [91.0, 4.0]
+    assert by_ray["ended"].constraints[CONSTRAINT] == pytest.approx(-6.0)
+    assert by_ray["cut"].state == optuna.trial.TrialState.WAITING
+    again = study.ask()
+    assert again.number == by_ray["cut"].number and again.suggest_float("theta", 0.01, 0.2) == values["cut"]
