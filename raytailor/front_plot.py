@@ -32,6 +32,18 @@ _ZOOM_POINTS = 15.0  # models further below the target than this are drawn at th
 
 
 
+def search_of(row: dict) -> str | None:
+    """The search a row of several searches' rows comes from (``combine_rows`` prefixes ids with
+    "<search>/"); None for a single search's row."""
+    trial_id = str(row.get("trial_id", ""))
+    return trial_id.split("/", 1)[0] if "/" in trial_id else None
+
+
+def search_names(rows: list[dict]) -> list[str]:
+    """The searches ``rows`` come from, in order of appearance ([] for one search's rows)."""
+    return list(dict.fromkeys(name for name in map(search_of, rows) if name is not None))
+
+
 def plot_front(
     rows: list[dict],
     path: str | os.PathLike,
@@ -58,7 +70,8 @@ def front_figure(
 ):
     """A matplotlib Figure of validation accuracy against the first cost objective.
 
-    Completed trials are grey (hollow if infeasible), the Pareto front over ``objectives`` is
+    Completed trials are grey (hollow if infeasible; one colour per search when ``rows`` come
+    from several, ``trials_table.combine_rows``), the Pareto front over ``objectives`` is
     highlighted, the accuracy-vs-cost frontier is drawn as a step line, the teacher is a star and
     ``teacher val_accuracy - max_drop`` a dashed target line. The x axis is logarithmic when the
     costs span more than 10x. Failed trials are counted in the legend but not drawn. Models more
@@ -106,20 +119,17 @@ def front_figure(
     def xy(subset: list[dict]) -> tuple[list[float], list[float]]:
         return [float(r[x_key]) for r in subset], [float(r[y_key]) for r in subset]
 
-    if feasible:
-        ax.scatter(
-            *xy(feasible), s=24, color="0.6", label=f"feasible ({len(feasible)})", zorder=2
-        )
-    if infeasible:
-        ax.scatter(
-            *xy(infeasible),
-            s=28,
-            facecolors="none",
-            edgecolors="0.45",
-            linewidths=1.0,
-            label=f"infeasible ({len(infeasible)})",
-            zorder=2,
-        )
+    searches = search_names(completed)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(searches)} if len(searches) > 1 else {None: None}
+    for name, colour in colours.items():  # one colour per search when rows come from several
+        ok = [r for r in feasible if colour is None or search_of(r) == name]
+        bad = [r for r in infeasible if colour is None or search_of(r) == name]
+        prefix = f"{name}: " if colour else ""
+        if ok:
+            ax.scatter(*xy(ok), s=24, color=colour or "0.6", label=f"{prefix}feasible ({len(ok)})", zorder=2)
+        if bad:
+            ax.scatter(*xy(bad), s=28, facecolors="none", edgecolors=colour or "0.45", linewidths=1.0,
+                       label=f"{prefix}infeasible ({len(bad)})", zorder=2)
     if frontier:
         fx, fy = zip(*frontier)
         ax.step(fx, fy, where="post", color="tab:blue", linewidth=1.5, alpha=0.8, zorder=3)
@@ -127,7 +137,7 @@ def front_figure(
         ax.scatter(
             *xy(front),
             s=60,
-            color="tab:blue",
+            color=[colours[search_of(r)] for r in front] if len(colours) > 1 else "tab:blue",
             edgecolors="black",
             linewidths=0.7,
             label=f"Pareto front ({len(front)})",

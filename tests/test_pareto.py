@@ -406,6 +406,28 @@ def test_plot_front_draws_every_model_the_front_the_teacher_and_the_target(tmp_p
     assert "teacher" not in shown["points"] and "target" not in shown["lines"]
 
 
+def test_plot_front_gives_each_search_its_own_colour():
+    from matplotlib.colors import to_rgba
+
+    a = [{**row(f"a/t{i}", 90.0 + i, 100 * (i + 1)), "trial_id": f"a/t{i}"} for i in range(3)]
+    b = [{**row(f"b/t{i}", 88.0 + i, 150 * (i + 1), feasible=i > 0), "trial_id": f"b/t{i}"} for i in range(3)]
+    fig = front_figure(a + b, objectives=["accuracy", "macs"])
+    (ax,) = fig.axes
+    by_label = {c.get_label(): c for c in ax.collections}
+    assert set(by_label) >= {"a: feasible (3)", "b: feasible (2)", "b: infeasible (1)"}
+    colour_a = tuple(by_label["a: feasible (3)"].get_facecolor()[0])
+    colour_b = tuple(by_label["b: feasible (2)"].get_facecolor()[0])
+    assert colour_a != colour_b
+    assert tuple(by_label["b: infeasible (1)"].get_edgecolor()[0]) == colour_b
+    front = [r for r in mark_front(a + b, ["accuracy", "macs"]) if r["on_front"]]
+    (pareto,) = [c for c in ax.collections if c.get_label().startswith("Pareto")]
+    faces = [tuple(f) for f in pareto.get_facecolor()]
+    assert faces == [to_rgba("C0") if r["trial_id"].startswith("a/") else to_rgba("C1") for r in front]
+    # one search: grey as before
+    shown = drawn(front_figure(a, objectives=["accuracy", "macs"]))
+    assert "feasible" in shown["points"]
+
+
 def test_plot_front_edge_cases(tmp_path):
     teacher = {"macs": 1000, "val_accuracy": 90.0}
     infeasible = [row("a", 80.0, 100, feasible=False), row("b", None, None, status="ERROR")]
