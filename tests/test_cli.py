@@ -261,6 +261,47 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, command, case
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def _search_folder(tmp_path, spec_text: bytes | None = None, journal: bool = True):
+    folder = tmp_path / "search"
+    folder.mkdir()
+    (folder / "spec.yaml").write_bytes(_yaml({}) if spec_text is None else spec_text)
+    if journal:
+        (folder / "optuna.journal").write_text("")
+    return folder
+
+
+# (what is wrong, the command line given the tmp folder) for the commands that read a folder
+BAD_FOLDERS = [
+    ("resume a folder that holds no search", lambda t: ["resume", str(t)], "holds no search to resume"),
+    ("resume a file", lambda t: ["resume", str(t / "file")], "holds no search to resume"),
+    ("resume without the journal", lambda t: ["resume", str(_search_folder(t, journal=False))],
+     "holds no search to resume"),
+    ("resume a search whose spec.yaml repeats a key", lambda t: ["resume", str(_search_folder(t, _yaml({}) + b"name: x\n"))],
+     "key 'name' appears twice"),
+    ("resume a search whose spec.yaml is not UTF-8", lambda t: ["resume", str(_search_folder(t, b"name: caf\xe9\n"))],
+     "not UTF-8"),
+    ("pareto of a folder that is not a search", lambda t: ["pareto", str(t)], "is not a search folder"),
+    ("export from a folder that is no run", lambda t: ["export", str(t), "--out", str(t / "exported")],
+     "is neither a tailor run"),
+    ("a leanest_first typo", lambda t: ["tailor", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),
+                                       "--set", "finetune_prunings=leanest"],
+     "finetune_prunings must be one of all, leanest_first, got 'leanest'"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_FOLDERS, ids=[case[0] for case in BAD_FOLDERS])
+def test_a_bad_folder_or_value_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
+    _, command, message = case
+    (tmp_path / "file").write_text("a file where a folder should go")
+    args = command(tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    done = _run_cli(*args)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
 def test_missing_spec_and_bad_flags_exit_2(tmp_path):
     done = _run_cli("tailor", str(tmp_path / "none.yaml"))
     assert done.returncode == 2 and "does not exist" in done.stderr
