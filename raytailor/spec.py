@@ -89,9 +89,12 @@ class SearchSpec:
     # torch, ray.tune, raytailor): several seconds saved per trial
     reuse_workers: bool = True
     early_stopping: EarlyStoppingSpec | str = field(default_factory=EarlyStoppingSpec)  # or "none"
-    # a trial whose worker died (killed, out of memory, a lost node) runs again, from its start,
-    # up to this many times; a trial that fails by itself (diverged, no path left) never does
+    # a trial whose worker died (killed, out of memory, a lost node) runs again, from its last
+    # checkpoint, up to this many times; a trial that fails by itself (diverged, no path left) never does
     max_failures: int = 2
+    # a trial saves its training state every this many epochs and at the end of each stage
+    # (0: at the end of each stage only); a retried or resumed trial continues from the last one
+    checkpoint_every: int = 1
 
     @property
     def stopping(self) -> EarlyStoppingSpec | None:
@@ -363,6 +366,8 @@ def _validate(spec: Spec) -> None:
     need(spec.search.sampler in SAMPLERS, f"search.sampler must be one of {', '.join(SAMPLERS)}, got {spec.search.sampler!r}")
     need(spec.search.trials >= 1, f"search.trials must be >= 1, got {spec.search.trials}")
     need(spec.search.max_failures >= 0, f"search.max_failures must be >= 0, got {spec.search.max_failures}")
+    need(spec.search.checkpoint_every >= 0,
+         f"search.checkpoint_every must be >= 0 (epochs; 0: end of each stage only), got {spec.search.checkpoint_every}")
     need(spec.search.max_concurrent >= 1, f"search.max_concurrent must be >= 1, got {spec.search.max_concurrent}")
     need(spec.search.resources.cpu > 0, f"search.resources.cpu must be > 0 (a GPU trial still needs a CPU), got {spec.search.resources.cpu}")
     stopping = spec.search.early_stopping

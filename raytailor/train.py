@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from raytailor import stage_checkpoints
 from raytailor.data import TensorLoader
 from raytailor.errors import TailoringError
 
@@ -99,12 +100,25 @@ def fit(
     on_epoch: EpochCallback | None = None,
     verbose: bool = True,
 ) -> dict[str, float]:
-    """Train ``epochs`` epochs with a per-step cosine schedule; return the last epoch's metrics."""
+    """Train ``epochs`` epochs with a per-step cosine schedule; return the last epoch's metrics.
+
+    Inside ``stage_checkpoints.resumable`` the stage is saved as it goes and continues from
+    what was saved: a finished stage only loads its tensors (and reports nothing again)."""
+    checkpoints = stage_checkpoints.active()
+    index, saved = checkpoints.begin(stage, epochs) if checkpoints is not None else (0, None)
+    done = 0
+    if saved is not None:
+        checkpoints.load(index, model, optimizer)
+        done = saved["epoch"]
+        if done >= epochs:  # leave the model and the loader as training them would have
+            model.train()
+            train_loader.set_epoch(epochs + 1)
+            return dict(saved["metrics"])
     total_steps = max(1, epochs * len(train_loader))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    step = 0
+    step = done * len(train_loader)
     metrics: dict[str, float] = {}
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
         model.train()
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
@@ -140,6 +154,9 @@ def fit(
             shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch_seconds")
             print(f"[{stage}] epoch {epoch}/{epochs}  {shown}  ({metrics['epoch_seconds']:.1f}s)",
                   file=sys.stderr, flush=True)
+        if checkpoints is not None:
+            checkpoints.save(index, stage=stage, epoch=epoch, epochs=epochs, model=model, optimizer=optimizer,
+                             metrics=metrics)
         if on_epoch is not None:
             on_epoch(stage, epoch, metrics)
     return metrics

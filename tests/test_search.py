@@ -288,10 +288,12 @@ def _trial_workers() -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_trial_whose_worker_is_killed_runs_again_and_finishes(tmp_path, env):
-    """SIGKILL of the worker mid-student: the trial runs again (search.max_failures) and ends
-    TERMINATED with its metrics; the search exits 0."""
-    spec = {**TINY, "name": "killed", "search": {**TINY["search"], "trials": 1, "early_stopping": "none"},
+def test_a_trial_whose_worker_is_killed_continues_from_its_checkpoint_to_the_same_result(tmp_path, env):
+    """SIGKILL of a worker mid-student: the trial runs again from its last stage checkpoint
+    (search.max_failures), never repeats an epoch it had reported, and ends with exactly the
+    metrics of its twin (the same values, never interrupted); the search exits 0."""
+    spec = {**TINY, "name": "killed", "space": {"skips": {"choices": [2]}},
+            "search": {**TINY["search"], "trials": 2, "max_concurrent": 2, "early_stopping": "none"},
             "fixed": {**{k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}, "student_epochs": 4}}
     process, log, out = _start_search(spec, tmp_path, env)
     deadline, killed = time.time() + SEARCH_TIMEOUT, None
@@ -303,8 +305,15 @@ def test_a_trial_whose_worker_is_killed_runs_again_and_finishes(tmp_path, env):
         time.sleep(0.2)
     assert killed is not None, "the trial was never seen running:\n" + log_text(log)
     assert process.wait(timeout=SEARCH_TIMEOUT) == 0, log_text(log)
-    (row,) = pq.read_table(out / "trials.parquet").to_pylist()
-    assert row["status"] == "TERMINATED" and row["val_accuracy"] is not None and row["trained_epochs"] == 5
+    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["TERMINATED"] * 2 and all(r["trained_epochs"] == 5 for r in rows)
+    keys = ("val_accuracy", "test_accuracy", "macs", "params")
+    assert {k: rows[0][k] for k in keys} == {k: rows[1][k] for k in keys}
+    folders = [p for p in (out / "trials").iterdir() if (p / "params.json").is_file()]
+    assert sum((p / "error.txt").is_file() for p in folders) == 1  # one of them died once
+    for folder in folders:
+        reports = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+        assert [r["stage_epoch"] for r in reports if "student/loss" in r] == [1, 2, 3, 4]
     assert killed not in _trial_workers()
 
 

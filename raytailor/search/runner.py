@@ -20,7 +20,15 @@ from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
 from raytailor.search.location import EXPERIMENT, experiment_path, experiment_storage, storage_location
 from raytailor.search.results import final_metrics, rows_from_trials, write_outputs
-from raytailor.search.trial_folders import TrialRecord, read_trials, remove_trial
+from raytailor.search.trainable import restart_key
+from raytailor.search.trial_folders import (
+    RESTARTS,
+    TrialRecord,
+    keep_for_restart,
+    read_trials,
+    remove_restarts,
+    remove_trial,
+)
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
 
@@ -59,13 +67,13 @@ def _init_ray(address: str | None) -> None:
                  configure_logging=True, logging_level="ERROR")
 
 
-def _trainable(spec: Spec, shared: Any):
+def _trainable(spec: Spec, shared: Any, restarts: str | None = None):
     from ray import tune
 
     from raytailor.search.trainable import tailoring_trial
 
     resources = spec.search.resources
-    return tune.with_resources(tune.with_parameters(tailoring_trial, shared=shared),
+    return tune.with_resources(tune.with_parameters(tailoring_trial, shared=shared, restarts=restarts),
                                {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
@@ -88,11 +96,12 @@ def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None 
 
     # Tune's own output stays off: raytailor's progress callback shows the search (search/progress.py)
     return tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=0, callbacks=callbacks,
-                          failure_config=tune.FailureConfig(max_failures=spec.search.max_failures))
+                          failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # a trial's latest state
 
 
 def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str, verbose: bool,
-           seed: int):
+           seed: int, restarts: str | None = None):
     """The Tune run of ``trials`` trials in ``out_dir``, its searcher on the study in the journal
     with a sampler seeded ``seed``."""
     from ray import tune
@@ -122,7 +131,7 @@ def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: i
     if spec.search.stopping is not None:
         callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
     return tune.Tuner(
-        _trainable(spec, shared),
+        _trainable(spec, shared, restarts),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             scheduler=_scheduler(spec, out_dir, shared.accuracy_target),
@@ -201,7 +210,9 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     _init_ray(address)
     shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
     _reconcile_study(journal, study_names[0], spec, ended, shared.accuracy_target)
-    for record in interrupted:
+    restarts = f"{experiment_path(out_dir)}/{RESTARTS}"
+    for record in interrupted:  # its last state waits for the trial that runs its values again
+        keep_for_restart(record, restarts, restart_key(record.config))
         remove_trial(record)
     if spec.search.stopping is not None and interrupted:
         _forget_estimates(spec, out_dir, shared.accuracy_target, [r.trial_id for r in interrupted])
@@ -210,7 +221,8 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
         location = experiment_storage(out_dir)
         # a sampler seeded as at the start would draw the values it drew then again
         _tuner(spec, out_dir, shared, study_name=study_names[0], trials=remaining, storage=location,
-               verbose=verbose, seed=spec.search.seed + len(study.trials)).fit()
+               verbose=verbose, seed=spec.search.seed + len(study.trials), restarts=restarts).fit()
+    remove_restarts(restarts)
     return _finish(out_dir, spec, shared, verbose)
 
 
@@ -221,7 +233,7 @@ def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int
     a trial's last reports into its folder)."""
     from raytailor.search.trainable import FAILED, is_finished
 
-    return (is_finished(record.metrics) or record.checkpoint is not None or FAILED in record.metrics
+    return (is_finished(record.metrics) or bool(record.saved_result()) or FAILED in record.metrics
             or record.failures > max_failures or record.trial_id in stopped or record.trial_id in told)
 
 

@@ -11,6 +11,9 @@ task_params), ``feasible``, ``finished`` and the exported model as the trial's c
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from raytailor.methods import SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import meets_target
 from raytailor.run import run_method, save_run
 from raytailor.search.shared import SharedTask
+from raytailor.stage_checkpoints import INDEX, StageCheckpoints, resumable
 
 
 OBJECTIVE_METRICS = ("val_accuracy", "params", "macs", "task_params")
@@ -68,22 +72,67 @@ def final_metrics(metrics: dict[str, Any], accuracy_target: float, values: dict[
             "done": True, "node_id": ray.get_runtime_context().get_node_id()}
 
 
-def tailoring_trial(config: dict[str, Any], shared: SharedTask) -> None:
+def restart_key(config: dict[str, Any]) -> str:
+    """The name a resumed search gives an interrupted trial's checkpoint: its sampled values
+    (the trial that runs them again finds it by its own)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _restore(folder: Path, config: dict[str, Any], restarts: str | None) -> None:
+    """Put the trial's last stage checkpoint into ``folder``: Tune's (a retry after its worker
+    died), else the one a resumed search left for these values."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as saved:
+            if (Path(saved) / INDEX).is_file():  # not a final checkpoint (those end a trial)
+                shutil.copytree(saved, folder, dirs_exist_ok=True)
+        return
+    if restarts is None:
+        return
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(restarts) if "://" in restarts else (
+        pyarrow.fs.LocalFileSystem(), restarts)
+    source = f"{path}/{restart_key(config)}"
+    if filesystem.get_file_info(f"{source}/{INDEX}").type == pyarrow.fs.FileType.File:
+        pyarrow.fs.copy_files(source, str(folder), source_filesystem=filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+
+def tailoring_trial(config: dict[str, Any], shared: SharedTask, restarts: str | None = None) -> None:
+    """One trial. Its training state is saved as it goes (``stage_checkpoints``; every
+    ``search.checkpoint_every`` epochs and each stage's end) and handed to Tune with that
+    epoch's report: a retried trial continues from it, and so does one a resume runs again
+    (``restarts``: where the resume left interrupted trials' checkpoints, by ``restart_key``)."""
     prepared, teacher = shared.materialise()
     values = {**shared.spec.hyperparameters(), **config}
+    with tempfile.TemporaryDirectory() as scratch:
+        stages = Path(scratch) / "stages"
+        stages.mkdir()
+        _restore(stages, config, restarts)
+        checkpoints = StageCheckpoints(stages, every=shared.spec.search.checkpoint_every)
+        _run_trial(prepared, teacher, values, shared, checkpoints)
 
-    epochs = 0
+
+def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: SharedTask,
+               checkpoints: StageCheckpoints) -> None:
+    epochs = checkpoints.trained_epochs  # a restored trial goes on counting
 
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         nonlocal epochs
         epochs += stage != SUBMODELS_STAGE  # a measured sub-model is no training epoch
         estimate = estimate_of(metrics) or {}
+        saved = {}
+        if checkpoints.saved:  # this epoch's state, with this epoch's report
+            checkpoints.saved = False
+            saved["checkpoint"] = tune.Checkpoint.from_directory(checkpoints.folder)
         tune.report({f"{stage}/{key}": value for key, value in metrics.items()} | {"stage_epoch": epoch}
-                    | {f"{ESTIMATE}/{key}": value for key, value in estimate.items()} | {EPOCHS: epochs})
+                    | {f"{ESTIMATE}/{key}": value for key, value in estimate.items()} | {EPOCHS: epochs}, **saved)
 
     try:
-        run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
-                         accuracy_target=shared.accuracy_target)
+        with resumable(checkpoints):
+            run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
+                             accuracy_target=shared.accuracy_target)
     except RaytailorError as error:
         # it failed by itself (pruning cut every path, the loss diverged): the same values would
         # fail again, so it ends here with its reason, never retried (search.max_failures

@@ -102,7 +102,7 @@ def read_trials(experiment: str) -> list[TrialRecord]:
         except (OSError, FileNotFoundError):
             continue
         if "params.json" not in inside and "result.json" not in inside:
-            continue  # not a trial
+            continue  # not a trial (Ray's own folders, RESTARTS)
         try:
             config = json.loads(_read_text(fs, f"{entry.path}/params.json") or "{}")
         except json.JSONDecodeError:
@@ -140,3 +140,28 @@ def local_folder(record: TrialRecord, folder: str) -> Iterator[Path]:
 def remove_trial(record: TrialRecord) -> None:
     """Delete a trial's folder (an interrupted trial that a resume runs again from the start)."""
     record.filesystem.delete_dir(record.folder)
+
+
+RESTARTS = "restarts"  # in the experiment: interrupted trials' last states, kept by a resume
+
+
+def keep_for_restart(record: TrialRecord, restarts: str, key: str) -> None:
+    """Copy the trial's stage checkpoint (if it has one) to ``restarts/<key>`` on the same file
+    system, for the trial that runs its values again."""
+    import pyarrow.fs
+
+    if record.checkpoint is None or record.saved_result():  # none, or a final one
+        return
+    _, root = _filesystem(restarts)
+    record.filesystem.create_dir(f"{root}/{key}", recursive=True)
+    pyarrow.fs.copy_files(record.checkpoint, f"{root}/{key}", source_filesystem=record.filesystem,
+                          destination_filesystem=record.filesystem)
+
+
+def remove_restarts(restarts: str) -> None:
+    """Delete what ``keep_for_restart`` kept (once the resumed trials have run)."""
+    fs, root = _filesystem(restarts)
+    try:
+        fs.delete_dir(root)
+    except (OSError, FileNotFoundError):
+        pass

@@ -1,0 +1,125 @@
+"""A run cut short continues from its stage checkpoints and ends exactly where the run without
+the interruption ends: for one fit, for NetTailor's student + prunings, for TransTailor's chain."""
+
+import copy
+from contextlib import nullcontext
+
+import pytest
+import torch
+from torch import nn
+
+from raytailor.backbones import create_backbone
+from raytailor.data import TensorLoader, load_splits
+from raytailor.nettailor.config import NetTailorConfig
+from raytailor.nettailor.pipeline import run_nettailor
+from raytailor.stage_checkpoints import StageCheckpoints, resumable
+from raytailor.train import OptimConfig, fit, sgd
+from raytailor.transtailor import TransTailorConfig, run_transtailor
+
+DEMO_WEIGHTS = "asset:resnet20_shapes16.safetensors"
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+@pytest.fixture(scope="module")
+def task():
+    splits = load_splits(dataset="synthetic", image_size=16, num_classes=3, samples_per_class=12, seed=2)
+    loader = lambda split, train=False: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
+                                                     shuffle=train, augment=train, seed=0)
+    return splits, loader
+
+
+def _reports(crash_at=None):
+    """An on_epoch that records (stage, epoch) and dies after ``crash_at`` = (stage, epoch)."""
+    seen = []
+
+    def on_epoch(stage, epoch, metrics):
+        seen.append((stage, epoch))
+        if (stage, epoch) == crash_at:
+            raise Crash
+    return seen, on_epoch
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_fit_cut_short_continues_to_the_same_weights(task, tmp_path):
+    splits, loader = task
+
+    def run(folder=None, crash_at=None):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                              nn.Flatten(), nn.Linear(4, 3))
+        seen, on_epoch = _reports(crash_at)
+        step_loss = lambda x, y: (lambda logits: (nn.functional.cross_entropy(logits, y), logits, {}))(model(x))
+        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
+            for stage in ("first", "second"):
+                fit(model, stage=stage, train_loader=loader(splits.train, True), val_loader=None,
+                    optimizer=sgd([{"params": list(model.parameters())}], OptimConfig(3, 0.1)), epochs=3,
+                    step_loss=step_loss, on_epoch=on_epoch, verbose=False)
+        return model, seen
+
+    reference, _ = run()
+    with pytest.raises(Crash):
+        run(tmp_path, crash_at=("second", 1))
+    resumed, seen = run(tmp_path)
+    assert seen == [("second", 2), ("second", 3)]  # nothing finished is trained or reported again
+    assert _same(resumed, reference)  # momentum, BN statistics and the schedule continue exactly
+    # a folder another run wrote (other stages) is not used
+    other, seen = run(tmp_path / "other")
+    assert _same(other, reference) and len(seen) == 6
+
+
+def test_nettailor_cut_short_in_a_later_pruning_ends_as_the_uninterrupted_run(task, tmp_path):
+    splits, loader = task
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=2, finetune_epochs=2,
+                             prune_blocks=[0, 6], batch_size=16)
+
+    def run(folder=None, crash_at=None):
+        torch.manual_seed(0)
+        seen, on_epoch = _reports(crash_at)
+        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
+            outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
+                                    train_loader=loader(splits.train, True), val_loader=loader(splits.val),
+                                    on_epoch=on_epoch, verbose=False)
+        return outcome, seen
+
+    reference, _ = run()
+    assert len(reference.prunings) == 3
+    with pytest.raises(Crash):
+        run(tmp_path, crash_at=("finetune_2", 1))
+    resumed, seen = run(tmp_path)
+    assert seen == [("finetune_2", 2)]  # no student epoch, no finished fine-tune trained again
+    for a, b in zip(resumed.prunings, reference.prunings, strict=True):
+        assert a.survivors == b.survivors and _same(a.model, b.model)
+
+
+def test_transtailor_cut_short_in_its_second_step_ends_as_the_uninterrupted_run(task, tmp_path):
+    splits, loader = task
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    config = TransTailorConfig(classifier_epochs=1, full_finetune_epochs=0, factor_epochs=1, finetune_epochs=2,
+                               max_iterations=2, tau=100.0, prune_fraction=0.2, batch_size=16)
+
+    def run(folder=None, crash_at=None):
+        torch.manual_seed(0)
+        seen, on_epoch = _reports(crash_at)
+        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
+            outcome = run_transtailor(copy.deepcopy(pretrained), config=config, image_size=16,
+                                      train_loader=loader(splits.train, True), val_loader=loader(splits.val),
+                                      on_epoch=on_epoch, verbose=False)
+        return outcome, seen
+
+    reference, _ = run()
+    assert len(reference.submodels) == 3
+    with pytest.raises(Crash):
+        run(tmp_path, crash_at=("finetune_2", 1))
+    resumed, seen = run(tmp_path)
+    assert seen == [("finetune_2", 2)]
+    assert resumed.chain == reference.chain
+    for a, b in zip(resumed.submodels, reference.submodels, strict=True):
+        assert _same(a, b)
