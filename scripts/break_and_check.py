@@ -21,6 +21,16 @@ PY = sys.executable
 ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
 
 MUTATIONS = [
+    ("a finished stage is trained again after a restart", "raytailor/train.py",
+     "        if done >= epochs:  # leave the model and the loader as training them would have",
+     "        if False:",
+     ["tests/test_stage_checkpoints.py::test_a_fit_cut_short_continues_to_the_same_weights"]),
+    ("a stage continues without its optimizer momentum", "raytailor/stage_checkpoints.py",
+     "                optimizer.state[param][\"momentum_buffer\"] = momentum[name].clone()", "                pass",
+     ["tests/test_stage_checkpoints.py::test_a_fit_cut_short_continues_to_the_same_weights"]),
+    ("a skipped stage leaves the loader at another epoch", "raytailor/train.py",
+     "            train_loader.set_epoch(epochs + 1)\n", "",
+     ["tests/test_stage_checkpoints.py::test_transtailor_cut_short_in_its_second_step_ends_as_the_uninterrupted_run"]),
     ("resume leaves an interrupted trial RUNNING in the study", "raytailor/search/runner.py",
      "            storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.WAITING)",
      "            pass",
@@ -136,6 +146,9 @@ CONTRACT = [
 ]
 
 SLOW = [
+    ("a retried trial starts over instead of continuing from its checkpoint", "raytailor/search/trainable.py",
+     "    checkpoint = tune.get_checkpoint()\n", "    checkpoint = None\n",
+     ["tests/test_search.py::test_a_trial_whose_worker_is_killed_continues_from_its_checkpoint_to_the_same_result"]),
     ("searches join the Ray instance RAY_ADDRESS names", "raytailor/search/runner.py",
      'ray.init(address=address or "local",', "ray.init(address=address,",
      ["tests/test_search.py::test_unreachable_target_gives_an_empty_front_and_failures_keep_their_reason"]),
