@@ -21,9 +21,8 @@ PY = sys.executable
 ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
 
 MUTATIONS = [
-    ("a finished stage is trained again after a restart", "raytailor/train.py",
-     "        if done >= epochs:  # leave the model and the loader as training them would have",
-     "        if False:",
+    ("a restarted stage trains from its first epoch again", "raytailor/train.py",
+     "        done = saved[\"epoch\"]", "        done = 0",
      ["tests/test_stage_checkpoints.py::test_a_fit_cut_short_continues_to_the_same_weights"]),
     ("a stage continues without its optimizer momentum", "raytailor/stage_checkpoints.py",
      "                optimizer.state[param][\"momentum_buffer\"] = momentum[name].clone()", "                pass",
