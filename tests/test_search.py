@@ -145,6 +145,7 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     done = _cli("resume", str(out), env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not canary.exists() and not original.exists()
+    assert not (out / "trials" / "restarts").exists()  # interrupted trials' states, used and gone
     assert "reusing the cached teacher" in done.stderr  # the teacher is not trained again
     rows = pq.read_table(out / "trials.parquet").to_pylist()
     assert len(rows) == 4 and all(r["status"] in ("TERMINATED", "STOPPED", "ERROR") for r in rows)

@@ -73,3 +73,38 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     assert set(checkpoints) == {"aaaa0001", "ffff0006"}
     assert not canary.exists()
     assert read_trials(str(tmp_path / "nothing")) == []
+
+
+def test_an_interrupted_trials_state_waits_for_the_trial_that_runs_its_values_again(tmp_path, monkeypatch):
+    """resume keeps an interrupted trial's stage checkpoint under its values' key; the trial that
+    runs the same values (as read back from params.json) finds it; a final checkpoint is not kept."""
+    from ray import tune
+
+    from raytailor.search import trainable
+    from raytailor.search.trial_folders import keep_for_restart, remove_restarts
+    from raytailor.stage_checkpoints import INDEX
+
+    experiment = tmp_path / "trials"
+    config = {"gamma1": 0.30000000000000004, "skips": 2, "theta": 1e-3}
+    cut = _trial(experiment, "tailoring_trial_aaaa0001_1_x_2026", params=config)
+    (cut / "checkpoint_000003").mkdir()
+    (cut / "checkpoint_000003" / INDEX).write_text('{"stages": []}')
+    (cut / "checkpoint_000003" / "stage_0.safetensors").write_bytes(b"weights")
+    done = _trial(experiment, "tailoring_trial_bbbb0002_2_x_2026", params={"skips": 1},
+                  checkpoint={"val_accuracy": 90.0})
+    restarts = str(experiment / "restarts")
+    for record in read_trials(str(experiment)):
+        keep_for_restart(record, restarts, trainable.restart_key(record.config))
+    kept = experiment / "restarts"
+    assert [p.name for p in kept.iterdir()] == [trainable.restart_key(config)]
+    assert done.exists() and [r.trial_id for r in read_trials(str(experiment))] == ["aaaa0001", "bbbb0002"]
+
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)  # a new trial, not a retry
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    mine.mkdir(), other.mkdir()
+    trainable._restore(mine, dict(config), restarts)
+    assert (mine / "stage_0.safetensors").read_bytes() == b"weights"
+    trainable._restore(other, {**config, "skips": 1}, restarts)
+    assert list(other.iterdir()) == []
+    remove_restarts(restarts)
+    assert not kept.exists()
