@@ -99,6 +99,25 @@ def test_a_restarted_trial_is_judged_again_and_decisions_survive_a_new_process(t
     assert again.rungs[1]["c"].accuracy == 80.0 and "dominated by 2 of the 2" in again.stopped["c"].reason
 
 
+def test_a_trial_continued_from_its_checkpoint_is_not_judged_again_at_rungs_it_had_passed(tmp_path):
+    """resume runs an interrupted trial again under a new id from the state it kept after 2
+    epochs: its estimates up to there stay (under the old id), later ones are forgotten, and the
+    new trial is judged from the next rung on."""
+    rules = _rules(tmp_path, grace_epochs=1, reduction_factor=2)  # rungs 1, 2, 4
+    rules.on_estimate("a", 1, _estimate(95.0, 1000))
+    rules.on_estimate("old", 1, _estimate(80.0, 500))   # on the front (leaner): goes on
+    rules.on_estimate("old", 2, _estimate(81.0, 500))
+    rules.on_estimate("old", 4, _estimate(82.0, 500))
+    rules.forget({"old": 2})
+    again = _rules(tmp_path, grace_epochs=1, reduction_factor=2)
+    assert again.rungs[1].keys() == {"a", "old"} and "old" in again.rungs[2] and "old" not in again.rungs[4]
+    # a dominated estimate at epoch 3 would be judged at rung 2 by a new trial; not by one that
+    # continued from epoch 2, which had passed rung 2
+    assert again.on_estimate("new", 3, _estimate(10.0, 5000), restored=2) is None
+    assert "new" not in again.rungs.get(2, {})
+    assert again.on_estimate("fresh", 3, _estimate(10.0, 5000)) is not None
+
+
 def test_scheduler_stops_on_estimates_only_and_learns_from_final_reports(tmp_path):
     scheduler = ConstrainedEarlyStopping(record=tmp_path / "early_stopping.json", costs=["macs"],
                                          accuracy_target=TARGET, reduction_factor=3, grace_epochs=1,

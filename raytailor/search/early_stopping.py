@@ -88,14 +88,16 @@ class EarlyStopping:
         return max(0.0, *gains) + self.slack  # a trial at or above the target is never "below" it
 
     # ---- decisions -----------------------------------------------------------------------------
-    def on_estimate(self, trial: str, epochs: int, estimate: dict[str, float]) -> Stop | None:
-        """A trial's estimate after ``epochs`` training epochs; a ``Stop`` if it should stop."""
+    def on_estimate(self, trial: str, epochs: int, estimate: dict[str, float], *, restored: int = 0) -> Stop | None:
+        """A trial's estimate after ``epochs`` training epochs; a ``Stop`` if it should stop.
+        ``restored``: the epochs of the checkpoint the trial continued from (the rungs up to
+        there were passed before it was interrupted)."""
         if not all(math.isfinite(estimate[k]) for k in ("val_accuracy", *self.costs)):
             return None  # a diverged run fails by itself
         rung = self.rung_at(epochs)
         last_rung, last_epochs = self._judged.get(trial, (0, 0))
-        if epochs < last_epochs:  # the trial started again (a retry, or resume re-runs it)
-            last_rung = 0
+        if trial not in self._judged or epochs < last_epochs:  # new, or started again (retry, resume)
+            last_rung = (self.rung_at(restored) or 0) if restored else 0
         self._judged[trial] = (last_rung, epochs)
         if rung is None or rung <= last_rung:
             return None
@@ -116,12 +118,15 @@ class EarlyStopping:
             self.stopped.pop(trial, None)
             self._save()
 
-    def forget(self, trials: list[str]) -> None:
-        """Drop every estimate of ``trials`` (interrupted trials a resume runs again under new ids)."""
+    def forget(self, kept_epochs: dict[str, int]) -> None:
+        """Drop the estimates interrupted trials made after ``kept_epochs[trial]`` training epochs
+        (a resume runs each again under a new id, from the state it kept at that point: the new
+        trial estimates the rest again)."""
         for points in self.rungs.values():
-            for trial in trials:
-                points.pop(trial, None)
-        for trial in trials:
+            for trial, kept in kept_epochs.items():
+                if trial in points and points[trial].epochs > kept:
+                    del points[trial]
+        for trial in kept_epochs:
             self._judged.pop(trial, None)
             self.stopped.pop(trial, None)
         self._save()

@@ -27,7 +27,7 @@ from raytailor.search.trial_folders import (
     keep_for_restart,
     read_trials,
     remove_restarts,
-    remove_trial,
+    set_aside,
 )
 from raytailor.search.space import DefineByRun
 from raytailor.spec import Spec, load_resolved_spec
@@ -210,12 +210,14 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     _init_ray(address)
     shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
     _reconcile_study(journal, study_names[0], spec, ended, shared.accuracy_target)
-    restarts = f"{experiment_path(out_dir)}/{RESTARTS}"
+    experiment = experiment_path(out_dir)
+    restarts = f"{experiment}/{RESTARTS}"
+    kept_epochs = {}
     for record in interrupted:  # its last state waits for the trial that runs its values again
-        keep_for_restart(record, restarts, restart_key(record.config))
-        remove_trial(record)
+        kept_epochs[record.trial_id] = keep_for_restart(record, restarts, restart_key(record.config))
+        set_aside(record, experiment)
     if spec.search.stopping is not None and interrupted:
-        _forget_estimates(spec, out_dir, shared.accuracy_target, [r.trial_id for r in interrupted])
+        _forget_estimates(spec, out_dir, shared.accuracy_target, kept_epochs)
     remaining = spec.search.trials - len(ended)
     if remaining > 0:
         location = experiment_storage(out_dir)
@@ -275,13 +277,15 @@ def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str
                                 accuracy_target=accuracy_target, trial_id=trial_id)
 
 
-def _forget_estimates(spec: Spec, out_dir: Path, accuracy_target: float, trial_ids: list[str]) -> None:
+def _forget_estimates(spec: Spec, out_dir: Path, accuracy_target: float, kept_epochs: dict[str, int]) -> None:
+    """Early stopping forgets what interrupted trials estimated after the state a resume keeps
+    for them (their new trials estimate it again); what they estimated before stays."""
     from raytailor.search.early_stopping import EarlyStopping
 
     costs = [objective for objective in spec.objectives if objective != "accuracy"]
     rules = EarlyStopping(record=out_dir / RECORD_FILE, costs=costs, accuracy_target=accuracy_target,
                           **dataclasses.asdict(spec.search.stopping))
-    rules.forget(trial_ids)
+    rules.forget(kept_epochs)
 
 
 def _finish(out_dir: Path, spec: Spec, shared: Any, verbose: bool) -> dict | None:

@@ -14,7 +14,7 @@ from typing import Any
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from raytailor.search.early_stopping import EarlyStopping
-from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, is_finished
+from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, RESTORED_EPOCHS, is_finished
 
 
 class ConstrainedEarlyStopping(FIFOScheduler):
@@ -43,7 +43,8 @@ class ConstrainedEarlyStopping(FIFOScheduler):
                     if key.startswith(f"{ESTIMATE}/")}
         if not estimate or EPOCHS not in result:
             return TrialScheduler.CONTINUE
-        stop = self.rules.on_estimate(trial.trial_id, int(result[EPOCHS]), estimate)
+        stop = self.rules.on_estimate(trial.trial_id, int(result[EPOCHS]), estimate,
+                                      restored=int(result.get(RESTORED_EPOCHS, 0)))
         return TrialScheduler.CONTINUE if stop is None else TrialScheduler.STOP
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:

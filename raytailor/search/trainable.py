@@ -31,6 +31,7 @@ from raytailor.stage_checkpoints import INDEX, StageCheckpoints, resumable
 OBJECTIVE_METRICS = ("val_accuracy", "params", "macs", "task_params")
 SAMPLED = "sampled"  # prefix of the final report's metrics for the sub-model of the sampled values
 EPOCHS = "epochs"    # training epochs so far (every stage), in every report
+RESTORED_EPOCHS = "restored_epochs"  # the epochs of the checkpoint the trial continued from
 ESTIMATE = "estimate"  # prefix of a per-epoch report's estimate (raytailor.methods.estimate_of)
 FINISHED = "finished"  # True in the last report of a trial that ran to its end
 FAILED = "failed"      # the one-line reason in the last report of a trial that failed by itself
@@ -116,7 +117,7 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask, restarts: str | 
 
 def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: SharedTask,
                checkpoints: StageCheckpoints) -> None:
-    epochs = checkpoints.trained_epochs  # a restored trial goes on counting
+    epochs = restored = checkpoints.trained_epochs  # a restored trial goes on counting
 
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         nonlocal epochs
@@ -127,7 +128,8 @@ def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: Shar
             checkpoints.saved = False
             saved["checkpoint"] = tune.Checkpoint.from_directory(checkpoints.folder)
         tune.report({f"{stage}/{key}": value for key, value in metrics.items()} | {"stage_epoch": epoch}
-                    | {f"{ESTIMATE}/{key}": value for key, value in estimate.items()} | {EPOCHS: epochs}, **saved)
+                    | {f"{ESTIMATE}/{key}": value for key, value in estimate.items()} | {EPOCHS: epochs}
+                    | {RESTORED_EPOCHS: restored}, **saved)
 
     try:
         with resumable(checkpoints):

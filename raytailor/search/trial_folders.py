@@ -102,7 +102,7 @@ def read_trials(experiment: str) -> list[TrialRecord]:
         except (OSError, FileNotFoundError):
             continue
         if "params.json" not in inside and "result.json" not in inside:
-            continue  # not a trial (Ray's own folders, RESTARTS)
+            continue  # not a trial (Ray's own folders, RESTARTS, INTERRUPTED)
         try:
             config = json.loads(_read_text(fs, f"{entry.path}/params.json") or "{}")
         except json.JSONDecodeError:
@@ -137,25 +137,39 @@ def local_folder(record: TrialRecord, folder: str) -> Iterator[Path]:
         yield Path(local)
 
 
-def remove_trial(record: TrialRecord) -> None:
-    """Delete a trial's folder (an interrupted trial that a resume runs again from the start)."""
-    record.filesystem.delete_dir(record.folder)
+INTERRUPTED = "interrupted"  # in the experiment: folders of trials a resume ran again
+
+
+def set_aside(record: TrialRecord, experiment: str) -> None:
+    """Move an interrupted trial's folder, which a resume runs again under a new id, to
+    ``<experiment>/interrupted/``: no longer a trial of the search, its reports stay readable
+    (TensorBoard shows its epochs before the interruption)."""
+    _, root = _filesystem(experiment)
+    record.filesystem.create_dir(f"{root}/{INTERRUPTED}", recursive=True)
+    record.filesystem.move(record.folder, f"{root}/{INTERRUPTED}/{record.folder.rstrip('/').rsplit('/', 1)[-1]}")
 
 
 RESTARTS = "restarts"  # in the experiment: interrupted trials' last states, kept by a resume
 
 
-def keep_for_restart(record: TrialRecord, restarts: str, key: str) -> None:
+def keep_for_restart(record: TrialRecord, restarts: str, key: str) -> int:
     """Copy the trial's stage checkpoint (if it has one) to ``restarts/<key>`` on the same file
-    system, for the trial that runs its values again."""
+    system, for the trial that runs its values again; returns the training epochs it holds."""
     import pyarrow.fs
 
+    from raytailor.stage_checkpoints import INDEX
+
     if record.checkpoint is None or record.saved_result():  # none, or a final one
-        return
+        return 0
+    try:
+        stages = json.loads(_read_text(record.filesystem, f"{record.checkpoint}/{INDEX}") or "{}").get("stages", [])
+    except json.JSONDecodeError:
+        return 0
     _, root = _filesystem(restarts)
     record.filesystem.create_dir(f"{root}/{key}", recursive=True)
     pyarrow.fs.copy_files(record.checkpoint, f"{root}/{key}", source_filesystem=record.filesystem,
                           destination_filesystem=record.filesystem)
+    return sum(int(stage.get("epoch", 0)) for stage in stages)
 
 
 def remove_restarts(restarts: str) -> None:
