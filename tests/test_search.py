@@ -106,14 +106,15 @@ def _trial_lines(out: Path, trial_id: str) -> int:
     return len((folder / "result.json").read_text().splitlines())
 
 
-def _start_search(spec: dict, tmp_path: Path, env) -> tuple[subprocess.Popen, Any, Path]:
-    """A search of ``spec`` running in the background: (process, its log file, its folder)."""
+def _start_search(spec: dict, tmp_path: Path, env, *, session: bool = False) -> tuple[subprocess.Popen, Any, Path]:
+    """A search of ``spec`` running in the background: (process, its log file, its folder).
+    ``session``: in a process group of its own (with the Ray instance it starts)."""
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "search"
     log = open(tmp_path / "search.log", "w+")  # files, not pipes: the progress output is long
     process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(path), "--out", str(out)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=session)
     return process, log, out
 
 
@@ -205,6 +206,51 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     assert json.loads((tmp_path / "leanest" / "result.json").read_text())["macs"] == leanest_row["macs"]
     rebuilt = _cli("pareto", str(out), "--out", str(tmp_path / "front.parquet"), "--plot", str(tmp_path / "front.png"), env=env)
     assert rebuilt.returncode == 0 and len(rebuilt.stdout.strip().splitlines()) == len(front)
+
+
+@pytest.mark.slow
+def test_a_search_whose_machine_dies_resumes_without_losing_finished_or_checkpointed_work(tmp_path, env):
+    """SIGKILL of the driver and its whole Ray instance (a lost machine), mid-trial and after a
+    trial finished: resume keeps the finished trial as the study recorded it, continues the cut
+    trial from its checkpoint, and runs exactly the trials left."""
+    spec = {**TINY, "name": "machine", "search": {**TINY["search"], "trials": 3, "early_stopping": "none"},
+            "fixed": {**TINY["fixed"], "student_epochs": 3}}
+    process, log, out = _start_search(spec, tmp_path, env, session=True)
+    deadline = time.time() + SEARCH_TIMEOUT
+
+    def checkpointed_after_a_finish() -> bool:
+        if not _finished_in_journal(out / "optuna.journal"):
+            return False
+        study = optuna.load_study(study_name=None, storage=journal_storage(out / "optuna.journal"))
+        running = [t.user_attrs.get("ray_trial_id") for t in study.trials
+                   if t.state == optuna.trial.TrialState.RUNNING]
+        return any(list(out.glob(f"trials/*{ray_id}*/checkpoint_*")) for ray_id in running if ray_id)
+
+    while time.time() < deadline and process.poll() is None and not checkpointed_after_a_finish():
+        time.sleep(0.3)
+    assert process.poll() is None, "the search ended before the machine died:\n" + log_text(log)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=COMMAND_TIMEOUT)
+    study = optuna.load_study(study_name=None, storage=journal_storage(out / "optuna.journal"))
+    told = {t.user_attrs["ray_trial_id"]: t.values for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE and "submodel" not in t.user_attrs}
+    assert told
+
+    done = _cli("resume", str(out), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    assert len(rows) == 3 and all(r["status"] == "TERMINATED" for r in rows), rows
+    by_id = {r["trial_id"]: r for r in rows}
+    submodels = pq.read_table(out / "submodels.parquet").to_pylist()
+    for ray_id, values in told.items():  # kept, with what the study was told (its sampled pruning's)
+        assert by_id[ray_id]["status"] == "TERMINATED"
+        assert values in [[r["val_accuracy"], r["macs"]] for r in submodels if r["trial_id"].startswith(f"{ray_id}-it")]
+    study = optuna.load_study(study_name=None, storage=journal_storage(out / "optuna.journal"))
+    sampled = [t for t in study.trials if "submodel" not in t.user_attrs]
+    assert len(sampled) == 3 and all(t.state.is_finished() for t in study.trials)
+    continued = [p for p in (out / "trials").iterdir() if (p / "params.json").is_file()
+                 and json.loads((p / "result.json").read_text().splitlines()[0]).get("restored_epochs", 0) > 0]
+    assert continued, "no trial continued from the checkpoint of the one cut short"
 
 
 # Early stopping that is bound to stop trials, by both rules. Accuracy is the only objective, so

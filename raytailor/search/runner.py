@@ -67,6 +67,13 @@ def _init_ray(address: str | None) -> None:
                  configure_logging=True, logging_level="ERROR")
 
 
+def _space(spec: Spec) -> DefineByRun:
+    """What the searcher samples: the spec's space; an inactive entry takes its default, else
+    the fixed or the method's value."""
+    defaults = {f.name: f.default for f in dataclasses.fields(type(spec.method_config()))} | spec.fixed
+    return DefineByRun(spec.space, defaults)
+
+
 def _trainable(spec: Spec, shared: Any, restarts: str | None = None):
     from ray import tune
 
@@ -114,10 +121,8 @@ def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: i
     from raytailor.search.tensorboard import TrialTensorBoard
 
     metrics, modes = _objective_metrics(spec)
-    defaults = {f.name: f.default for f in dataclasses.fields(type(spec.method_config()))}
-    defaults |= spec.fixed
     searcher = ConstrainedOptunaSearch(
-        space=DefineByRun(spec.space, defaults), metric=metrics, mode=modes,
+        space=_space(spec), metric=metrics, mode=modes,
         sampler=make_sampler(spec.search.sampler, seed, spec.search.trials), study_name=study_name,
         accuracy_target=shared.accuracy_target, storage_path=out_dir / JOURNAL,
     )
@@ -200,8 +205,9 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     if len(study_names) != 1:
         raise SpecError(f"{journal} should hold one study, it holds {len(study_names)}; start a new search")
     study = optuna.load_study(study_name=study_names[0], storage=journal_storage(journal))
-    told = {t.user_attrs.get("ray_trial_id") for t in study.get_trials(deepcopy=False)
-            if t.state.is_finished() and "submodel" not in t.user_attrs}
+    sampled = [t for t in study.get_trials(deepcopy=False) if "submodel" not in t.user_attrs]
+    told = {t.user_attrs.get("ray_trial_id") for t in sampled if t.state.is_finished()}
+    asked = {t.user_attrs.get("ray_trial_id"): t.params for t in sampled}  # a folder may lack params.json
     records = read_trials(experiment_path(out_dir))
     stopped = stopped_trials(out_dir / RECORD_FILE)
     ended = {r.trial_id: r for r in records if _ended(r, stopped, told, spec.search.max_failures)}
@@ -214,7 +220,8 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     restarts = f"{experiment}/{RESTARTS}"
     kept_epochs = {}
     for record in interrupted:  # its last state waits for the trial that runs its values again
-        kept_epochs[record.trial_id] = keep_for_restart(record, restarts, restart_key(record.config))
+        config = record.config or _config_of(spec, asked.get(record.trial_id, {}))
+        kept_epochs[record.trial_id] = keep_for_restart(record, restarts, restart_key(config))
         set_aside(record, experiment)
     if spec.search.stopping is not None and interrupted:
         _forget_estimates(spec, out_dir, shared.accuracy_target, kept_epochs)
@@ -226,6 +233,17 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
                verbose=verbose, seed=spec.search.seed + len(study.trials), restarts=restarts).fit()
     remove_restarts(restarts)
     return _finish(out_dir, spec, shared, verbose)
+
+
+def _config_of(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
+    """The Tune config a trial with these Optuna ``params`` got (the searcher adds the values
+    of inactive conditional entries), for a trial folder whose params.json never arrived."""
+    import optuna
+
+    try:
+        return {**params, **_space(spec)(optuna.trial.FixedTrial(params))}
+    except ValueError:  # values the space no longer holds
+        return dict(params)
 
 
 def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int) -> bool:

@@ -101,14 +101,16 @@ def read_trials(experiment: str) -> list[TrialRecord]:
             inside = {info.base_name: info for info in fs.get_file_info(pyarrow.fs.FileSelector(entry.path))}
         except (OSError, FileNotFoundError):
             continue
-        if "params.json" not in inside and "result.json" not in inside:
-            continue  # not a trial (Ray's own folders, RESTARTS, INTERRUPTED)
+        named = _TRIAL_ID.match(entry.base_name)
+        has_checkpoint = any(name.startswith("checkpoint_") for name in inside)
+        if "params.json" not in inside and "result.json" not in inside and not (named and has_checkpoint):
+            continue  # not a trial (Ray's own folders, RESTARTS, INTERRUPTED); a trial whose
+            # checkpoint reached its folder before its first reports did (a lost driver) is one
         try:
             config = json.loads(_read_text(fs, f"{entry.path}/params.json") or "{}")
         except json.JSONDecodeError:
             config = {}
         reports = _json_lines(_read_text(fs, f"{entry.path}/result.json"))
-        named = _TRIAL_ID.match(entry.base_name)
         trial_id = next((r["trial_id"] for r in reversed(reports) if r.get("trial_id")), None) or (
             named.group(1) if named else entry.base_name)
         checkpoints = sorted(name for name, info in inside.items()
