@@ -209,6 +209,23 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
 
 
 @pytest.mark.slow
+def test_two_searches_started_at_once_on_one_machine_both_finish(tmp_path, env):
+    """Each starts its own private Ray instance: neither joins the other's, and neither one's
+    end takes the other's trials with it."""
+    spec = {**TINY, "search": {**TINY["search"], "trials": 2, "early_stopping": "none"},
+            "fixed": {k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}}
+    started = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        started.append(_start_search({**spec, "name": name}, folder, env))
+    for process, log, out in started:
+        assert process.wait(timeout=SEARCH_TIMEOUT) == 0, log_text(log)
+        rows = pq.read_table(out / "trials.parquet").to_pylist()
+        assert [r["status"] for r in rows] == ["TERMINATED"] * 2, log_text(log)
+
+
+@pytest.mark.slow
 def test_a_search_whose_machine_dies_resumes_without_losing_finished_or_checkpointed_work(tmp_path, env):
     """SIGKILL of the driver and its whole Ray instance (a lost machine), mid-trial and after a
     trial finished: resume keeps the finished trial as the study recorded it, continues the cut
