@@ -117,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--normalize", action="store_true",
                         help="bake the input normalisation into onnx / pt2: they then take RGB in [0, 1]")
 
-    evaluate = command("evaluate", "accuracy of an exported model on a spec's split")
+    evaluate = command("evaluate", "accuracy of an exported model on its data's (or a spec's) split")
     evaluate.add_argument("model_dir", help="an exported model folder")
-    evaluate.add_argument("--spec", required=True, help="a spec with the task's data (a run's own spec.yaml works)")
+    evaluate.add_argument("--spec", help="a spec with the task's data (a run's own spec.yaml works); "
+                          "default: the data the model folder records")
     evaluate.add_argument("--split", choices=["val", "test"], default="test", help="which split to score")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser

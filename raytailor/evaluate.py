@@ -9,13 +9,16 @@ from raytailor.data import TensorLoader
 from raytailor.errors import SpecError
 from raytailor.export import load_tailored, read_architecture
 from raytailor.run import load_data, resolve_device
-from raytailor.spec import load_spec
+from raytailor.spec import Spec, load_spec, parse_spec
 from raytailor.train import evaluate
 
 
-def evaluate_export(model_dir: str | Path, *, spec_path: str | Path, split: str) -> dict:
-    spec = load_spec(spec_path)
-    expected = read_architecture(model_dir)["input"]
+def evaluate_export(model_dir: str | Path, *, spec_path: str | Path | None, split: str) -> dict:
+    """Accuracy on ``split`` of the data in the spec at ``spec_path``, or, without one, of the
+    data the model folder records (exports written since that record exists)."""
+    architecture = read_architecture(model_dir)
+    expected = architecture["input"]
+    spec = load_spec(spec_path) if spec_path is not None else _recorded_spec(model_dir, architecture)
     if expected["image_size"] != spec.data.image_size:
         raise SpecError(
             f"the model takes {expected['image_size']} px images but the spec's data.image_size is "
@@ -31,3 +34,12 @@ def evaluate_export(model_dir: str | Path, *, spec_path: str | Path, split: str)
         "split": split, "accuracy": evaluate(model, loader), "samples": len(getattr(splits, split)),
         "params": count_params(model), "macs": image_macs(model, spec.data.image_size),
     }
+
+
+def _recorded_spec(model_dir: str | Path, architecture: dict) -> Spec:
+    data = architecture["input"].get("data")
+    if not isinstance(data, dict):
+        raise SpecError(f"{model_dir} does not record the data it was tailored on (exported before that "
+                        "record existed); pass --spec with the run's spec.yaml")
+    return parse_spec({"name": "evaluate", "method": architecture["method"], "backbone": {"arch": architecture["arch"]},
+                       "data": data, "device": "auto"})

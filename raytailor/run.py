@@ -108,7 +108,17 @@ def input_description(prepared: Prepared) -> dict[str, Any]:
     return {
         "image_size": prepared.spec.data.image_size, "mean": list(prepared.splits.mean),
         "std": list(prepared.splits.std), "class_names": list(prepared.splits.class_names),
+        "data": data_record(prepared.spec),
     }
+
+
+def data_record(spec: Spec) -> dict[str, Any]:
+    """The spec's data section with its root made absolute: what ``evaluate`` needs to load the
+    same splits again from the model folder alone (``download`` off: evaluating never fetches)."""
+    record = dataclasses.asdict(spec.data)
+    if record["root"] is not None:
+        record["root"] = str((Path(spec.base_dir) / Path(record["root"]).expanduser()).resolve())
+    return {**record, "download": False}
 
 
 @dataclass

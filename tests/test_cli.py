@@ -71,6 +71,26 @@ def test_evaluate_takes_the_runs_own_spec(tiny_run, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["val_accuracy"])
 
 
+
+def test_evaluate_finds_the_data_from_the_model_folder_alone(tiny_run, tmp_path, capsys):
+    """An exported model records its data (absolute root, split seed and fractions): evaluate
+    without a spec scores the same split, even from a copy of the folder elsewhere; a folder
+    without the record asks for --spec in one line."""
+    import shutil
+
+    _, out, result = tiny_run
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(out / "model", moved)
+    capsys.readouterr()
+    assert main(["evaluate", str(moved), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["test_accuracy"])
+    architecture = json.loads((moved / "architecture.json").read_text())
+    del architecture["input"]["data"]
+    (moved / "architecture.json").write_text(json.dumps(architecture))
+    assert main(["evaluate", str(moved)]) == 2
+    assert "pass --spec" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method", ["nettailor", "transtailor"])
 def test_exported_models_trace_with_torch_export_and_a_dynamic_batch(tiny_run, tmp_path, method):
     """Static structure is Python, not tensor branches: torch.export takes the loaded module."""
