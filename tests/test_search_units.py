@@ -243,8 +243,12 @@ def test_trial_tensorboard_names_what_the_trial_reported_and_keeps_integers(tmp_
     board.log_trial_end(trial)
     events = EventAccumulator(str(tmp_path / "trial"))
     events.Reload()
-    assert set(events.Tags()["scalars"]) == {"student/loss", "epochs", "estimate/macs"}
+    # per-epoch scalars, and each HParams metric's value (what the HParams table shows)
+    assert set(events.Tags()["scalars"]) == {"student/loss", "epochs", "estimate/macs", "val_accuracy", "macs",
+                                             "feasible", "params", "task_params", "test_accuracy"}
     assert [e.step for e in events.Scalars("student/loss")] == [1, 2]
+    assert [(e.step, e.value) for e in events.Scalars("val_accuracy")] == [(3, 91.0)]
+    assert [e.value for e in events.Scalars("feasible")] == [1.0]
     infos = {}
     for data in events.PluginTagToContent("hparams").values():
         parsed = plugin_data_pb2.HParamsPluginData.FromString(data)
@@ -253,8 +257,8 @@ def test_trial_tensorboard_names_what_the_trial_reported_and_keeps_integers(tmp_
             infos = {h.name: h for h in parsed.experiment.hparam_infos}
     assert metrics == ["val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy",
                        "best_val_accuracy", "epochs"]  # every trial the same keys (NaN where unknown)
-    assert [v.number_value for v in infos["blocks_removed"].domain_discrete.values] == [0, 1, 2, 3, 4, 5]
-    assert [v.number_value for v in infos["skips"].domain_discrete.values] == [1, 2, 3]
+    assert [v.string_value for v in infos["blocks_removed"].domain_discrete.values] == ["0", "1", "2", "3", "4", "5"]
+    assert [v.string_value for v in infos["skips"].domain_discrete.values] == ["1", "2", "3"]
     assert not infos["theta"].HasField("domain_discrete")  # a float range stays continuous
     assert pickle.loads(pickle.dumps(board)).space == SPACE
 

@@ -6,8 +6,9 @@ Replaces Tune's own TensorBoard logger (being a ``TBXLoggerCallback``, Tune adds
   ``estimate/macs``, ...; no ``ray/tune/`` prefix), stepped by training epochs, and none of
   Tune's bookkeeping (``done``, ``time_this_iter_s``, ``iterations_since_restore``, ...);
 - HParams: the sampled hyper-parameters (integers stay integers: each integer range or choice
-  list is given as a discrete domain) against the run's own metrics, objectives and ``feasible``
-  first so that the default view shows them. Every trial logs the same metrics: a trial early
+  list is a discrete domain of its values as text, which TensorBoard shows as written; a number
+  would show as ``4.0000``) against the run's own metrics, objectives and ``feasible`` first so
+  that the default view shows them, each metric's value written as a scalar of its tag. Every trial logs the same metrics: a trial early
   stopping ended shows its last estimate (as the tables do), infeasible; an unknown value is NaN.
 """
 
@@ -53,6 +54,11 @@ def discrete_domains(space: dict) -> dict[str, list]:
     return domains
 
 
+def _shown(value: Any) -> Any:
+    """An integer as the text TensorBoard shows as it is (a number shows as ``4.0000``)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class TrialTensorBoard(TBXLoggerCallback):
     """Holds only the space (plain values): it is pickled with the experiment."""
 
@@ -83,13 +89,20 @@ class TrialTensorBoard(TBXLoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is None:
             return
-        metrics = hparam_metrics(self._last.pop(trial, {}))
-        params = {name: value for name, value in (trial.evaluated_params or {}).items()
+        last = self._last.pop(trial, {})
+        metrics = hparam_metrics(last)
+        # the HParams table reads each metric's value from the scalar of that tag
+        step = int(last.get(EPOCHS) or 0)
+        for key, value in metrics.items():
+            if key != EPOCHS and math.isfinite(value):  # epochs: already a per-epoch scalar
+                writer.add_scalar(key, value, global_step=step)
+        params = {name: _shown(value) for name, value in (trial.evaluated_params or {}).items()
                   if isinstance(value, (int, float, str, bool))}
         if params:
             from torch.utils.tensorboard.summary import hparams
 
-            domains = {k: v for k, v in discrete_domains(self.space).items() if k in params}
+            domains = {k: [_shown(v) for v in values] for k, values in discrete_domains(self.space).items()
+                       if k in params}
             for summary in hparams(params, metrics, hparam_domain_discrete=domains):
                 writer.file_writer.add_summary(summary)
         writer.close()
