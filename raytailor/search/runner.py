@@ -61,6 +61,13 @@ def _init_ray(address: str | None) -> None:
     ignores both. ``--address auto`` still joins the running cluster on purpose."""
     import ray
 
+    import optuna
+
+    # raytailor's own live view shows the search (search/progress.py); Tune's console reporter
+    # would print its configuration box and a TensorBoard path in Ray's session folder, and
+    # Optuna a line per study created
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
