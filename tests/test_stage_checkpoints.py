@@ -42,6 +42,23 @@ def _reports(crash_at=None):
     return seen, on_epoch
 
 
+def _cut_and_continued(method, folder, crash_at):
+    """``method(on_epoch)`` run through, then in ``folder``'s stage checkpoints cut after
+    ``crash_at`` and run again there: (uninterrupted outcome, continued outcome, what the
+    continued run reported)."""
+    def run(folder=None, crash_at=None):
+        torch.manual_seed(0)
+        seen, on_epoch = _reports(crash_at)
+        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
+            return method(on_epoch), seen
+
+    reference, _ = run()
+    with pytest.raises(Crash):
+        run(folder, crash_at)
+    continued, seen = run(folder)
+    return reference, continued, seen
+
+
 def _same(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -80,20 +97,10 @@ def test_nettailor_cut_short_in_a_later_pruning_ends_as_the_uninterrupted_run(ta
     config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=2, finetune_epochs=2,
                              prune_blocks=[0, 6], batch_size=16)
 
-    def run(folder=None, crash_at=None):
-        torch.manual_seed(0)
-        seen, on_epoch = _reports(crash_at)
-        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
-            outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
-                                    train_loader=loader(splits.train, True), val_loader=loader(splits.val),
-                                    on_epoch=on_epoch, verbose=False)
-        return outcome, seen
-
-    reference, _ = run()
+    reference, resumed, seen = _cut_and_continued(lambda on_epoch: run_nettailor(
+        pretrained, copy.deepcopy(pretrained), config=config, image_size=16, train_loader=loader(splits.train, True),
+        val_loader=loader(splits.val), on_epoch=on_epoch, verbose=False), tmp_path, ("finetune_2", 1))
     assert len(reference.prunings) == 3
-    with pytest.raises(Crash):
-        run(tmp_path, crash_at=("finetune_2", 1))
-    resumed, seen = run(tmp_path)
     assert seen == [("finetune_2", 2)]  # no student epoch, no finished fine-tune trained again
     for a, b in zip(resumed.prunings, reference.prunings, strict=True):
         assert a.survivors == b.survivors and _same(a.model, b.model)
@@ -105,20 +112,10 @@ def test_transtailor_cut_short_in_its_second_step_ends_as_the_uninterrupted_run(
     config = TransTailorConfig(classifier_epochs=1, full_finetune_epochs=0, factor_epochs=1, finetune_epochs=2,
                                max_iterations=2, tau=100.0, prune_fraction=0.2, batch_size=16)
 
-    def run(folder=None, crash_at=None):
-        torch.manual_seed(0)
-        seen, on_epoch = _reports(crash_at)
-        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
-            outcome = run_transtailor(copy.deepcopy(pretrained), config=config, image_size=16,
-                                      train_loader=loader(splits.train, True), val_loader=loader(splits.val),
-                                      on_epoch=on_epoch, verbose=False)
-        return outcome, seen
-
-    reference, _ = run()
+    reference, resumed, seen = _cut_and_continued(lambda on_epoch: run_transtailor(
+        copy.deepcopy(pretrained), config=config, image_size=16, train_loader=loader(splits.train, True),
+        val_loader=loader(splits.val), on_epoch=on_epoch, verbose=False), tmp_path, ("finetune_2", 1))
     assert len(reference.submodels) == 3
-    with pytest.raises(Crash):
-        run(tmp_path, crash_at=("finetune_2", 1))
-    resumed, seen = run(tmp_path)
     assert seen == [("finetune_2", 2)]
     assert resumed.chain == reference.chain
     for a, b in zip(resumed.submodels, reference.submodels, strict=True):
