@@ -366,10 +366,14 @@ def test_a_trial_whose_worker_is_killed_continues_from_its_checkpoint_to_the_sam
     process, log, out = _start_search(spec, tmp_path, env)
     deadline, killed = time.time() + SEARCH_TIMEOUT, None
     while time.time() < deadline and process.poll() is None and killed is None:
-        results = list((out / "trials").glob("*/result.json")) if (out / "trials").is_dir() else []
-        if results and results[0].read_text().strip() and _trial_workers():  # mid-student: one epoch in
-            killed = _trial_workers()[0]
-            os.kill(killed, signal.SIGKILL)
+        for result in (out / "trials").glob("*/result.json") if (out / "trials").is_dir() else []:
+            lines = result.read_text().splitlines()
+            reported = json.loads(lines[-1]) if lines else {}
+            # the worker of a trial that has reported (and checkpointed) a student epoch, mid-student
+            if "student/loss" in reported and reported.get("stage_epoch", 9) < 4 and reported["pid"] in _trial_workers():
+                killed = reported["pid"]
+                os.kill(killed, signal.SIGKILL)
+                break
         time.sleep(0.2)
     assert killed is not None, "the trial was never seen running:\n" + log_text(log)
     assert process.wait(timeout=SEARCH_TIMEOUT) == 0, log_text(log)
