@@ -85,7 +85,7 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
         trial_id, metrics = record.trial_id, final_metrics(record, accuracy_target)
         row = trial_row(trial_id, record.config, metrics, record.error, spec, stop=(stopped or {}).get(trial_id))
         finished = row["status"] == "TERMINATED" and record.checkpoint is not None
-        chain = checkpoint_submodels(record.saved_result) if finished else None
+        chain = checkpoint_submodels(record.saved_result()) if finished else None
         rows = by_trial[trial_id] = []
         if chain is None:
             rows.append(row)
@@ -113,7 +113,7 @@ def final_metrics(record: TrialRecord, accuracy_target: float) -> dict[str, Any]
     metrics = record.metrics
     if is_finished(metrics) or FAILED in metrics or record.checkpoint is None:
         return metrics
-    saved = record.saved_result
+    saved = record.saved_result()
     if not isinstance(saved.get("val_accuracy"), (int, float)):
         return metrics
     return {**metrics, **{k: v for k, v in saved.items() if isinstance(v, (int, float, str, bool))},

@@ -260,7 +260,7 @@ def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int
     a trial's last reports into its folder)."""
     from raytailor.search.trainable import FAILED, is_finished
 
-    return (is_finished(record.metrics) or bool(record.saved_result) or FAILED in record.metrics
+    return (is_finished(record.metrics) or bool(record.saved_result()) or FAILED in record.metrics
             or record.failures > max_failures or record.trial_id in stopped or record.trial_id in told)
 
 
@@ -296,7 +296,7 @@ def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str
     for trial_id, record in ended.items():
         if trial_id in with_submodels or record.checkpoint is None:
             continue
-        submodels = checkpoint_submodels(record.saved_result)
+        submodels = checkpoint_submodels(record.saved_result())
         if len(submodels or []) >= 2:
             add_submodel_trials(study, space=spec.space, config=record.config, records=submodels, metrics=metrics,
                                 accuracy_target=accuracy_target, trial_id=trial_id)

@@ -88,10 +88,16 @@ def _restore(folder: Path, config: dict[str, Any], restarts: str | None) -> None
             if (Path(saved) / INDEX).is_file():  # not a final checkpoint (those end a trial)
                 shutil.copytree(saved, folder, dirs_exist_ok=True)
         return
-    if restarts is not None:
-        from raytailor.search.trial_folders import fetch_restart
+    if restarts is None:
+        return
+    import pyarrow.fs
 
-        fetch_restart(restarts, restart_key(config), folder)
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(restarts) if "://" in restarts else (
+        pyarrow.fs.LocalFileSystem(), restarts)
+    source = f"{path}/{restart_key(config)}"
+    if filesystem.get_file_info(f"{source}/{INDEX}").type == pyarrow.fs.FileType.File:
+        pyarrow.fs.copy_files(source, str(folder), source_filesystem=filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
 
 
 def tailoring_trial(config: dict[str, Any], shared: SharedTask, restarts: str | None = None) -> None:

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,9 @@ class TrialRecord:
         """How often the trial's worker failed (Tune retries it up to ``search.max_failures`` times)."""
         return len(_FAILURE.findall(self.error or "")) or (1 if self.error else 0)
 
-    @cached_property
     def saved_result(self) -> dict[str, Any]:
         """The checkpoint's result.json (what ``run.save_run`` wrote: the run's metrics and its
-        sub-models), {} without a checkpoint or when it cannot be read. Read once per record."""
+        sub-models), {} without a checkpoint or when it cannot be read."""
         if self.checkpoint is None:
             return {}
         try:
@@ -163,7 +161,7 @@ def keep_for_restart(record: TrialRecord, restarts: str, key: str) -> int:
 
     from raytailor.stage_checkpoints import INDEX
 
-    if record.checkpoint is None or record.saved_result:  # none, or a final one
+    if record.checkpoint is None or record.saved_result():  # none, or a final one
         return 0
     try:
         stages = json.loads(_read_text(record.filesystem, f"{record.checkpoint}/{INDEX}") or "{}").get("stages", [])
@@ -174,18 +172,6 @@ def keep_for_restart(record: TrialRecord, restarts: str, key: str) -> int:
     pyarrow.fs.copy_files(record.checkpoint, f"{root}/{key}", source_filesystem=record.filesystem,
                           destination_filesystem=record.filesystem)
     return sum(int(stage.get("epoch", 0)) for stage in stages)
-
-
-def fetch_restart(restarts: str, key: str, into: Path) -> None:
-    """Copy what ``keep_for_restart`` kept under ``key`` (if anything) into the local ``into``."""
-    import pyarrow.fs
-
-    from raytailor.stage_checkpoints import INDEX
-
-    fs, root = _filesystem(restarts)
-    if fs.get_file_info(f"{root}/{key}/{INDEX}").type == pyarrow.fs.FileType.File:
-        pyarrow.fs.copy_files(f"{root}/{key}", str(into), source_filesystem=fs,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())
 
 
 def remove_restarts(restarts: str) -> None:
