@@ -28,6 +28,7 @@ from raytailor.errors import SpecError
 if TYPE_CHECKING:
     from raytailor.backbones import BlockNetwork
     from raytailor.data import TensorLoader
+    from raytailor.module_on_disk import ModuleOnDisk
 
 # (stage, step, metrics): per-epoch training reports, one callback for every method and stage
 Report = Callable[[str, int, dict[str, float]], None]
@@ -67,9 +68,12 @@ class Goal:
 class Candidate:
     """One sub-model a method produced."""
 
-    model: nn.Module                  # what would be exported (the run measures params/MACs on it)
-    task_modules: list[nn.Module]     # what the task adds to the shared backbone (task_params)
+    # what would be exported (the run measures params/MACs on it); a method that yields many
+    # whole networks keeps them on disk until the run loads each in turn (``module_on_disk``)
+    model: nn.Module | ModuleOnDisk
     architecture: dict[str, Any]      # the method's part of architecture.json; ``rebuild`` reads it
+    # what the task adds to the shared backbone (task_params); None: the whole model is the task's
+    task_modules: list[nn.Module] | None = None
     details: dict[str, Any] = field(default_factory=dict)  # scalars for result.json and the tables
     # hyper-parameters this sub-model stands for where they differ from the run's values (a
     # NetTailor pruning's theta and K); a search tells the sampler about it with these

@@ -20,6 +20,7 @@ from torch import nn
 from raytailor.backbones import BlockNetwork, create_backbone
 from raytailor.cost import count_params, image_macs
 from raytailor.data import Splits, TensorLoader, default_flip, load_splits
+from raytailor.module_on_disk import ModuleOnDisk, loaded
 from raytailor.spec import Spec
 from raytailor.teacher import train_teacher
 from raytailor.train import EpochCallback, OptimConfig, evaluate, precision_scope, resolve_precision
@@ -125,7 +126,7 @@ def data_record(spec: Spec) -> dict[str, Any]:
 class TailoredRun:
     """A finished tailoring: the exported-to-be module, its metrics and its description."""
 
-    model: nn.Module
+    model: nn.Module | ModuleOnDisk  # the chosen run's is always a module
     metrics: dict[str, Any]
     architecture: dict[str, Any]
     hyperparameters: dict[str, Any]
@@ -164,14 +165,17 @@ def run_method(
     hyperparameters = dataclasses.asdict(config)
     runs = []
     for k, candidate in enumerate(outcome.candidates):
-        module = candidate.model.to(prepared.device)
-        metrics = {**model_metrics(prepared, module, candidate.task_modules), "submodel": k, **candidate.details,
+        module = loaded(candidate.model).to(prepared.device)
+        task_modules = [module] if candidate.task_modules is None else candidate.task_modules
+        metrics = {**model_metrics(prepared, module, task_modules), "submodel": k, **candidate.details,
                    "own_hyperparameters": candidate.params}
         module.cpu()  # one sub-model at a time on the accelerator
         if on_epoch is not None:
             on_epoch(SUBMODELS_STAGE, k, {key: float(metrics[key]) for key in ("val_accuracy", "macs", "params")})
-        runs.append(TailoredRun(module, metrics, _architecture(prepared, candidate.architecture),
-                                {**hyperparameters, **candidate.params}))
+        # a sub-model kept on disk stays there (only its handle is held) until it is saved
+        runs.append(TailoredRun(candidate.model if isinstance(candidate.model, ModuleOnDisk) else module, metrics,
+                                _architecture(prepared, candidate.architecture), {**hyperparameters, **candidate.params}))
+        del module
     rows = mark_front([{**r.metrics, "status": "TERMINATED",
                         "feasible": meets_target(r.metrics["val_accuracy"], accuracy_target)}
                        for r in runs], spec.objectives)
@@ -184,7 +188,7 @@ def run_method(
     chosen.metrics = {**chosen.metrics, **outcome.details, "chosen_submodel": chosen.metrics["submodel"],
                       "submodels": records}
     chosen.submodels = [r for r, record in zip(runs, records) if record["kept"] and r is not chosen]
-    chosen.model.to(prepared.device)
+    chosen.model = loaded(chosen.model).to(prepared.device)
     return chosen
 
 
@@ -205,7 +209,7 @@ def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:
     ``out_dir/submodels/it<k>/`` with the same layout); return the result."""
     from raytailor.export import save_tailored
 
-    save_tailored(run.model, out_dir / "model", architecture=run.architecture)
+    save_tailored(loaded(run.model), out_dir / "model", architecture=run.architecture)
     result = {**run.metrics, "hyperparameters": run.hyperparameters, **extra}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
     shutil.rmtree(out_dir / "submodels", ignore_errors=True)  # none left from an earlier run here

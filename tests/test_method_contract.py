@@ -176,7 +176,7 @@ class _Fixed(TailoringMethod):
     def tailor(self, pretrained, teacher, config, **kwargs):
         models = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, w), torch.nn.Linear(w, 3))
                   for w in self.widths]
-        return MethodOutcome([Candidate(m, [m], {}, {"width": w}) for m, w in zip(models, self.widths)],
+        return MethodOutcome([Candidate(m, {}, [m], {"width": w}) for m, w in zip(models, self.widths)],
                              chosen=self.chosen, details={"note": "x"})
 
 

@@ -119,4 +119,4 @@ def test_transtailor_cut_short_in_its_second_step_ends_as_the_uninterrupted_run(
     assert seen == [("finetune_2", 2)]
     assert resumed.chain == reference.chain
     for a, b in zip(resumed.submodels, reference.submodels, strict=True):
-        assert _same(a, b)
+        assert _same(a.load(), b.load())

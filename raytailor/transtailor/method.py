@@ -18,13 +18,13 @@ class TransTailor(TailoringMethod):
                verbose, goal=None) -> MethodOutcome:
         """Filter pruning needs no distillation teacher: the teacher stays the accuracy reference."""
         from raytailor.transtailor.pipeline import run_transtailor
-        from raytailor.transtailor.rebuild import layer_widths
 
         outcome = run_transtailor(pretrained, config=config, image_size=image_size, train_loader=train_loader,
                                   val_loader=val_loader, on_epoch=report, verbose=verbose)
         candidates = [
             # every weight was fine-tuned and any layer may be narrower: the whole model is the task's
-            Candidate(model=module, task_modules=[module], architecture={"widths": layer_widths(module)},
+            # (task_modules None); each step waits on disk until run.py loads it
+            Candidate(model=module, architecture={"widths": record["widths"]},
                       details={"accepted": record["accepted"], "filters_removed": record["filters_removed"]})
             for record, module in zip(outcome.chain, outcome.submodels)
         ]

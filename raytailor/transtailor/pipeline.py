@@ -12,6 +12,7 @@ The tau test (Eq. 8, ``within_tau``) compares each new sub-model with the *last 
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -22,17 +23,20 @@ from torch import nn
 from raytailor.backbones import BlockNetwork
 from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader
+from raytailor.module_on_disk import ModuleOnDisk, ModuleShelf
 from raytailor.train import EpochCallback, OptimConfig, evaluate, fit, sgd
 from raytailor.transtailor.config import TransTailorConfig
 from raytailor.transtailor.gates import attach_scales, remove_scales_by_folding, scales_of, set_scales
 from raytailor.transtailor.importance import filter_importance
+from raytailor.transtailor.rebuild import layer_widths, rebuild_pruned
 from raytailor.transtailor.surgery import prune_lowest
 
 
 @dataclass
 class TransTailorOutcome:
     chain: list[dict] = field(default_factory=list)  # W*, then one record per sub-model
-    submodels: list[BlockNetwork] = field(default_factory=list)  # aligned with chain, on the CPU
+    # aligned with chain: every step is a whole network, kept on disk, not in host memory
+    submodels: list[ModuleOnDisk] = field(default_factory=list)
     chosen_iteration: int = 0        # 0: W* itself
     stopped_at: int | None = None    # iteration whose drop exceeded tau, None if none did
     stop_reason: str = "max_iterations"  # "tau", "max_iterations" or "exhausted"
@@ -40,7 +44,7 @@ class TransTailorOutcome:
     @property
     def model(self) -> BlockNetwork:
         """The chosen sub-model W_o (a plain BlockNetwork on the CPU, eval mode)."""
-        return self.submodels[self.chosen_iteration]
+        return self.submodels[self.chosen_iteration].load()
 
 
 def _step_loss(network: nn.Module, *, frozen_bn: bool = False):
@@ -80,16 +84,19 @@ def within_tau(last_accepted: float, accuracy: float, tau: float) -> bool:
     return not (last_accepted - accuracy > tau)
 
 
-def _cpu_copy(network: BlockNetwork) -> BlockNetwork:
-    """A sub-model kept for the search's Pareto export (the CPU spares accelerator memory)."""
-    return copy.deepcopy(network).cpu().eval()
+def _kept(shelf: ModuleShelf, network: BlockNetwork) -> ModuleOnDisk:
+    """A sub-model kept for the search's Pareto export, on disk: its shape is its layer widths."""
+    return shelf.keep(network, functools.partial(rebuild_pruned, arch=network.arch,
+                                                 num_classes=network.classifier.out_features,
+                                                 widths=layer_widths(network)))
 
 
 def _record(network: BlockNetwork, *, iteration: int, accuracy: float, image_size: int,
             filters_removed: int, accepted: bool) -> dict:
     return {"iteration": iteration, "val_accuracy": accuracy,
             "macs": image_macs(network, image_size), "params": count_params(network),
-            "filters_removed": filters_removed, "accepted": accepted}
+            "filters_removed": filters_removed, "accepted": accepted,
+            "widths": layer_widths(network)}  # its shape: what export and rebuild_pruned read
 
 
 def _estimated(on_epoch: EpochCallback | None, network: BlockNetwork, image_size: int) -> EpochCallback | None:
@@ -133,9 +140,10 @@ def run_transtailor(
     last_accepted = evaluate(network, val_loader)  # the paper's Acc(best): W* at first
     base_macs = image_macs(network, image_size)
     outcome = TransTailorOutcome()
+    shelf = ModuleShelf(prefix="raytailor-transtailor-")
     outcome.chain.append(_record(network, iteration=0, accuracy=last_accepted, image_size=image_size,
                                  filters_removed=0, accepted=True))
-    outcome.submodels.append(_cpu_copy(network))
+    outcome.submodels.append(_kept(shelf, network))
     step = {"macs_budget": round(config.prune_fraction * base_macs)} if config.prune_fraction \
         else {"filters": config.prune_filters}
 
@@ -181,7 +189,7 @@ def run_transtailor(
         outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
                                      image_size=image_size, filters_removed=pruned.filters_removed,
                                      accepted=accepted))
-        outcome.submodels.append(_cpu_copy(network))
+        outcome.submodels.append(_kept(shelf, network))
         if verbose:
             print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (last accepted {last_accepted:.2f}%), "
                   f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
