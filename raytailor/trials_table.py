@@ -143,6 +143,8 @@ def write_trials_table(
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except OSError as error:  # pyarrow's own say no path; the user needs to know which folder is full
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -627,3 +627,63 @@ def test_unreachable_target_gives_an_empty_front_and_failures_keep_their_reason(
     assert exported.returncode == 2 and len(exported.stderr.strip().splitlines()) == 1
     assert "no trial in" in exported.stderr and "met the accuracy target" in exported.stderr
     assert not (tmp_path / "none").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MB tmpfs: a disk that can really fill up (mounting needs root, as on CI machines)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path, *, leave: int) -> None:
+    """Take all of ``disk``'s free space but ``leave`` bytes."""
+    stats = os.statvfs(disk)
+    with open(disk / "filler", "wb") as filler:
+        filler.truncate(0)
+        os.posix_fallocate(filler.fileno(), 0, stats.f_bavail * stats.f_frsize - leave)
+
+
+@pytest.mark.slow
+def test_a_full_disk_mid_search_leaves_tables_for_the_finished_trials(tmp_path, env, small_disk):
+    """The disk fills as the second trial starts, leaving room for one student checkpoint
+    (about 0.25 MB) but not two. The first trial's result is in the tables written as it ended;
+    the search ends in one line naming what it could not write (not a traceback from Ray's
+    unpickling of the empty error.pkl the full disk left); once space is freed, resume writes
+    every output, the first trial's row unchanged and the second an ERROR with a one-line reason."""
+    spec = {**TINY, "name": "full-disk", "search": {**TINY["search"], "trials": 2, "max_failures": 1}}
+    path = tmp_path / "full-disk.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = small_disk / "search"
+    process = subprocess.Popen([sys.executable, "-m", "raytailor.cli", "search", str(path), "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + SEARCH_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list((out / "trials").glob("tailoring_trial_*"))) >= 2:
+            _fill(small_disk, leave=400_000)
+            break
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=SEARCH_TIMEOUT)
+    assert (small_disk / "filler").is_file(), "the second trial never started"
+    assert process.returncode == 2, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"raytailor: error: cannot write {out}/") and "No space left on device" in last, last
+    (first,) = pq.read_table(out / "trials.parquet").to_pylist()  # written when it ended
+    assert first["status"] == "TERMINATED" and first["val_accuracy"] is not None
+
+    (small_disk / "filler").unlink()
+    resumed = _cli("resume", str(out), env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = {r["trial_id"]: r for r in pq.read_table(out / "trials.parquet").to_pylist()}
+    assert rows.pop(first["trial_id"]) == first
+    (second,) = rows.values()
+    assert second["status"] == "ERROR" and "full disk" in second["reason"] and "\n" not in second["reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] == 1 and summary["trials"] == 2
+    assert sorted(p.name for p in (out / "models").iterdir()) == sorted(
+        r["trial_id"] for r in pq.read_table(out / "pareto.parquet").to_pylist())

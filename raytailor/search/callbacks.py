@@ -58,3 +58,51 @@ class StoppedToTensorBoard(tune.Callback):
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:
             writer.add_scalar("early_stopping/stopped_at_epoch", stop.epochs, global_step=stop.epochs)
             writer.add_text("early_stopping/reason", stop.reason, global_step=stop.epochs)
+
+
+class TablesAsTrialsEnd(tune.Callback):
+    """Each time a trial ends, write trials.parquet, submodels.parquet and pareto.parquet again
+    from the trial folders, so a search that cannot finish (a full disk, a lost driver) leaves
+    tables of every trial that ended before; the end of the search writes them (and the plot,
+    summary and models) once more. A table that cannot be written keeps its previous version and
+    the search goes on: its end says what could not be written.
+
+    Trials that ended are read once (their folders no longer change), so a search of n trials
+    lists its experiment n times, not n^2 folders."""
+
+    def __init__(self, *, out_dir: Path, spec: Any, accuracy_target: float, metadata: dict[str, str]) -> None:
+        self.out_dir, self.spec, self.accuracy_target = Path(out_dir), spec, accuracy_target
+        self.metadata = dict(metadata)
+        self._ended: dict[str, Any] = {}  # folder -> TrialRecord
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial.trial_id)
+
+    def _write(self, ended: str) -> None:
+        from raytailor.pareto import mark_front
+        from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
+        from raytailor.search.location import experiment_path
+        from raytailor.search.results import rows_from_trials, write_tables
+        from raytailor.search.trial_folders import read_trials
+
+        records = read_trials(experiment_path(self.out_dir), known=self._ended)
+        self._ended.update({r.folder: r for r in records if r.trial_id == ended})
+        rows, _ = rows_from_trials(records, self.spec, self.accuracy_target,
+                                   stopped=stopped_trials(self.out_dir / RECORD_FILE))
+        try:
+            write_tables(self.out_dir, mark_front(rows, self.spec.objectives), self.spec, self.metadata)
+        except OSError:
+            pass  # the previous tables stay; the search's end reports what it cannot write
+
+
+class RunEnded(tune.Callback):
+    """Knows whether Tune's run loop ended (every trial done or the run stopped)."""
+
+    def __init__(self) -> None:
+        self.ended = False
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.ended = True

@@ -128,12 +128,10 @@ def checkpoint_submodels(saved: dict) -> list[dict] | None:
     return chain if chain and all("submodel" in record for record in chain) else None
 
 
-def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
-                  metadata: dict[str, str], verbose: bool = True) -> dict | None:
-    """trials.parquet (one row per trial), submodels.parquet (one row per sub-model),
-    pareto.parquet + pareto.png + models/<id>/ (the front over every model); returns the leanest
-    row."""
-    rows = mark_front(rows, spec.objectives)
+def write_tables(out_dir: Path, rows: list[dict], spec: Spec, metadata: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """trials.parquet, submodels.parquet and pareto.parquet from ``rows`` (front marked); each
+    replaced atomically, so one that cannot be written (a full disk) leaves the previous one.
+    Returns (one row per trial, the front)."""
     types = hyperparameter_types(spec)
     trials = [{**r, "trial_id": r.get("_trial", r["trial_id"])} for r in rows
               if r["chosen"] or r["status"] != "TERMINATED"]
@@ -143,6 +141,16 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
         write_trials_table(submodels, out_dir / SUBMODELS_FILE, hyperparameters=types, metadata=metadata)
     front = [r for r in rows if r["on_front"]]
     write_trials_table(front, out_dir / "pareto.parquet", hyperparameters=types, metadata=metadata)
+    return trials, front
+
+
+def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec, teacher: dict,
+                  metadata: dict[str, str], verbose: bool = True) -> dict | None:
+    """trials.parquet (one row per trial), submodels.parquet (one row per sub-model),
+    pareto.parquet + pareto.png + models/<id>/ (the front over every model); returns the leanest
+    row."""
+    rows = mark_front(rows, spec.objectives)
+    trials, front = write_tables(out_dir, rows, spec, metadata)
     plot_front(rows, out_dir / "pareto.png", objectives=spec.objectives, teacher=teacher,
                max_drop=spec.target.max_drop, title=f"{spec.name}: {len(rows)} models")
     models = out_dir / "models"

@@ -114,15 +114,17 @@ def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None 
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # a trial's latest state
 
 
-def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str, verbose: bool,
-           seed: int, restarts: str | None = None):
-    """The Tune run of ``trials`` trials in ``out_dir``, its searcher on the study in the journal
-    with a sampler seeded ``seed``."""
+def _run_trials(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str,
+                verbose: bool, seed: int, restarts: str | None = None) -> None:
+    """Run ``trials`` trials in ``out_dir`` on Tune, its searcher on the study in the journal with
+    a sampler seeded ``seed``. The outputs are read from the trial folders afterwards: Tune's own
+    ResultGrid is never used. Building it unpickles every failed trial's ``error.pkl``, which a
+    full disk leaves empty; a failure there, once every trial has ended, is not the search's."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     from raytailor.pareto import leanest_cost
-    from raytailor.search.callbacks import StoppedToTensorBoard, SubmodelsToStudy
+    from raytailor.search.callbacks import RunEnded, StoppedToTensorBoard, SubmodelsToStudy, TablesAsTrialsEnd
     from raytailor.search.progress import SearchProgress
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
     from raytailor.search.tensorboard import TrialTensorBoard
@@ -135,14 +137,17 @@ def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: i
     )
     callbacks = [SubmodelsToStudy(journal=out_dir / JOURNAL, study_name=study_name, space=spec.space,
                                   metrics=metrics, accuracy_target=shared.accuracy_target),
-                 TrialTensorBoard(space=spec.space)]
+                 TrialTensorBoard(space=spec.space),
+                 TablesAsTrialsEnd(out_dir=out_dir, spec=spec, accuracy_target=shared.accuracy_target,
+                                   metadata=_metadata(spec)),
+                 ended := RunEnded()]
     if verbose:
         callbacks.append(SearchProgress(trials=trials, concurrent=spec.search.max_concurrent,
                                         accuracy_target=shared.accuracy_target,
                                         cost=leanest_cost(spec.objectives)))
     if spec.search.stopping is not None:
         callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
-    return tune.Tuner(
+    tuner = tune.Tuner(
         _trainable(spec, shared, restarts),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
@@ -151,6 +156,11 @@ def _tuner(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: i
         ),
         run_config=_run_config(spec, storage, verbose, callbacks=callbacks),
     )
+    try:
+        tuner.fit()
+    except Exception:
+        if not ended.ended:
+            raise
 
 
 def run_search(
@@ -184,8 +194,8 @@ def run_search(
     (out_dir / "teacher.json").write_text(json.dumps(
         {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
          "cache_key": shared.teacher_key}, indent=2))
-    _tuner(spec, out_dir, shared, study_name=out_dir.name, trials=spec.search.trials, storage=location,
-           verbose=verbose, seed=spec.search.seed).fit()
+    _run_trials(spec, out_dir, shared, study_name=out_dir.name, trials=spec.search.trials, storage=location,
+                verbose=verbose, seed=spec.search.seed)
     return _finish(out_dir, spec, shared, verbose)
 
 
@@ -236,8 +246,8 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     if remaining > 0:
         location = experiment_storage(out_dir)
         # a sampler seeded as at the start would draw the values it drew then again
-        _tuner(spec, out_dir, shared, study_name=study_names[0], trials=remaining, storage=location,
-               verbose=verbose, seed=spec.search.seed + len(study.trials), restarts=restarts).fit()
+        _run_trials(spec, out_dir, shared, study_name=study_names[0], trials=remaining, storage=location,
+                    verbose=verbose, seed=spec.search.seed + len(study.trials), restarts=restarts)
     remove_restarts(restarts)
     return _finish(out_dir, spec, shared, verbose)
 

@@ -84,8 +84,9 @@ def _json_lines(text: str | None) -> list[dict[str, Any]]:
     return reports
 
 
-def read_trials(experiment: str) -> list[TrialRecord]:
-    """Every trial folder of the Ray experiment at ``experiment`` (path or URI), sorted by trial id."""
+def read_trials(experiment: str, *, known: dict[str, TrialRecord] | None = None) -> list[TrialRecord]:
+    """Every trial folder of the Ray experiment at ``experiment`` (path or URI), sorted by trial id.
+    ``known``: records already read, by folder, taken as they are (trials that ended)."""
     import pyarrow.fs
 
     fs, root = _filesystem(experiment)
@@ -96,6 +97,9 @@ def read_trials(experiment: str) -> list[TrialRecord]:
     records = []
     for entry in entries:
         if entry.type != pyarrow.fs.FileType.Directory:
+            continue
+        if known and entry.path in known:
+            records.append(known[entry.path])
             continue
         try:
             inside = {info.base_name: info for info in fs.get_file_info(pyarrow.fs.FileSelector(entry.path))}
@@ -118,7 +122,8 @@ def read_trials(experiment: str) -> list[TrialRecord]:
         error = _read_text(fs, f"{entry.path}/error.txt") if "error.txt" in inside else None
         records.append(TrialRecord(
             trial_id=str(trial_id), filesystem=fs, folder=entry.path, config=config if isinstance(config, dict) else {},
-            reports=reports, error=error if error is None or error.strip() else "the trial failed (error.txt is empty)",
+            reports=reports,
+            error=error if error is None or error.strip() else "the trial failed and its error.txt is empty (a full disk?)",
             checkpoint=f"{entry.path}/{checkpoints[-1]}" if checkpoints else None,
         ))
     return sorted(records, key=lambda r: r.trial_id)
