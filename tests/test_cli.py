@@ -306,6 +306,9 @@ BAD_FOLDERS = [
     ("a leanest_first typo", lambda t: ["tailor", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),
                                        "--set", "finetune_prunings=leanest"],
      "finetune_prunings must be one of all, leanest_first, got 'leanest'"),
+    ("a student_classifier typo", lambda t: ["tailor", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),
+                                            "--set", "student_classifier=new"],
+     "student_classifier must be one of teacher, fresh, got 'new'"),
 ]
 
 

@@ -209,3 +209,13 @@ def test_train_paths_fine_tune_moves_task_parameters_only():
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("proxies.", "classifier.", "attention.")) for k in changed), changed
     assert any(k.startswith("attention.") for k in changed) and any(k.startswith("proxies.") for k in changed)
+
+
+def test_the_students_classifier_starts_from_the_teachers_or_fresh():
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    teacher = copy.deepcopy(pretrained)
+    torch.nn.init.normal_(teacher.classifier.weight)
+    for classifier, source in (("teacher", teacher), ("fresh", pretrained)):
+        student = build_student(pretrained, teacher, skips=1, image_size=16, classifier=classifier)
+        assert torch.equal(student.classifier.weight, source.classifier.weight), classifier
+    assert not torch.equal(teacher.classifier.weight, pretrained.classifier.weight)

@@ -164,6 +164,25 @@ def test_prune_takes_exactly_the_lowest_with_stable_ties():
     assert net.stem[0].out_channels == 15 and net.blocks[3].shortcut[0].in_channels == 15
 
 
+def test_group_score_mean_ranks_a_coupled_channel_by_its_average_beta():
+    """A stage-1 channel coupled over 4 scales, each beta 3 (sum 12, mean 3), against an internal
+    channel of beta 5: the sum keeps the coupled one, the mean prunes it first."""
+    removed = {}
+    for group_score in ("sum", "mean"):
+        net = resnet20(4)
+        scales = attach_scales(net)
+        names = {s: n for n, s in net.named_modules() if isinstance(s, ChannelScale)}
+        betas = [torch.full((s.alpha.numel(),), 10.0) for s in scales]
+        for i, scale in enumerate(scales):
+            if names[scale] in ("stem.2", "blocks.0.residual.6", "blocks.1.residual.6", "blocks.2.residual.6"):
+                betas[i][5] = 3.0
+            if names[scale] == "blocks.1.residual.2":
+                betas[i][0] = 5.0
+        removed[group_score] = prune_lowest(net, scales, betas, image_size=SIZE, filters=1,
+                                            group_score=group_score).removed
+    assert removed == {"sum": {"blocks.1.residual.0": [0]}, "mean": {"stem.0": [5]}}
+
+
 def test_never_removes_the_last_channel():
     net = resnet20(4)
     scales = attach_scales(net)
@@ -304,9 +323,11 @@ def test_chain_without_a_large_drop_runs_to_max_iterations(monkeypatch):
     assert [r["accepted"] for r in outcome.chain] == [True, False]
 
 
-def test_importance_aware_finetuning_keeps_the_trained_factors_fixed(monkeypatch):
-    """Regression guard: during fine-tuning the outputs are scaled by the trained alpha (pruned
-    with their channels), frozen; not by beta (which collapsed accuracy) and not by ones."""
+@pytest.mark.parametrize("finetune_scale", ["alpha", "beta"])
+def test_importance_aware_finetuning_keeps_the_chosen_factors_fixed(monkeypatch, finetune_scale):
+    """During fine-tuning the outputs are scaled, frozen, by the trained alpha (our default) or
+    by the Taylor beta (Eq. 6, ``finetune_scale: beta``), each pruned with its channels; never
+    by the other one, never by ones."""
     from raytailor.transtailor import pipeline
 
     after_prune, seen = [], {}
@@ -333,17 +354,19 @@ def test_importance_aware_finetuning_keeps_the_trained_factors_fixed(monkeypatch
     loader = lambda split, shuffle: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
                                                  shuffle=shuffle)
     config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=1, classifier_epochs=1,
-                               factor_epochs=2, finetune_epochs=1, factor_lr=0.5, batch_size=16)
+                               factor_epochs=2, finetune_epochs=1, factor_lr=0.5, batch_size=16,
+                               finetune_scale=finetune_scale)
     run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
                     val_loader=loader(splits.val, False), verbose=False)
     (trained_alphas, kept_betas), = after_prune
     before, after, weights_trained = seen["finetune_1"]
     assert len(before) == len(trained_alphas) > 0
     assert not all(torch.equal(a, torch.ones_like(a)) for a in trained_alphas)  # alpha was trained
-    for (alpha, trainable), trained, still in zip(before, trained_alphas, after):
+    chosen, other = (trained_alphas, kept_betas) if finetune_scale == "alpha" else (kept_betas, trained_alphas)
+    for (alpha, trainable), fixed, still in zip(before, chosen, after):
         assert not trainable
-        assert torch.equal(alpha, trained) and torch.equal(still, trained)  # fixed throughout
-    assert not all(torch.allclose(a, b) for a, b in zip(trained_alphas, kept_betas))  # not beta
+        assert torch.equal(alpha, fixed) and torch.equal(still, fixed)  # fixed throughout
+    assert not all(torch.allclose(a, b) for a, b in zip(chosen, other))  # not the other one
     assert weights_trained  # while the weights do train
 
 
@@ -450,3 +473,12 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("finetune_scale", "gamma", "finetune_scale must be one of alpha, beta, got 'gamma'"),
+    ("group_score", "max", "group_score must be one of sum, mean, got 'max'"),
+])
+def test_paper_options_are_validated(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TransTailorConfig(**{field: value})

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 
 FINETUNE_PRUNINGS = ("all", "leanest_first")
+STUDENT_CLASSIFIERS = ("teacher", "fresh")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class NetTailorConfig:
     # others from the leanest up, leaving out each that costs more than one already fine-tuned
     # to the accuracy target (it could not be the run's choice; only a more accurate point).
     finetune_prunings: str = "all"
+    # the student's classifier starts as the "teacher"'s (our default) or "fresh" (the public
+    # NetTailor code: the new task's classifier, newly initialised)
+    student_classifier: str = "teacher"
 
     def __post_init__(self) -> None:
         checks = [
@@ -47,6 +51,8 @@ class NetTailorConfig:
             (self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0"),
             (self.finetune_prunings in FINETUNE_PRUNINGS, "finetune_prunings", self.finetune_prunings,
              "one of " + ", ".join(FINETUNE_PRUNINGS)),
+            (self.student_classifier in STUDENT_CLASSIFIERS, "student_classifier", self.student_classifier,
+             "one of " + ", ".join(STUDENT_CLASSIFIERS)),
         ]
         checks += [(0 <= t < 1, "prune_thetas", t, "values in [0, 1)") for t in self.prune_thetas]
         checks += [(isinstance(k, int) and k >= 0, "prune_blocks", k, "integers >= 0") for k in self.prune_blocks]

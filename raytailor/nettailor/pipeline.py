@@ -68,14 +68,18 @@ def pruning_grid(config: NetTailorConfig) -> list[tuple[float, int]]:
     return [own] + [(t, k) for t in thetas for k in blocks if (t, k) != own]
 
 
-def build_student(pretrained: BlockNetwork, teacher: BlockNetwork, *, skips: int, image_size: int) -> PathNetwork:
+def build_student(pretrained: BlockNetwork, teacher: BlockNetwork, *, skips: int, image_size: int,
+                  classifier: str = "teacher") -> PathNetwork:
     """Dense student on a private copy of the frozen pre-trained blocks.
 
-    The classifier starts from the teacher's: the student is trained to reproduce the teacher's
-    features, so the teacher's classifier is the natural starting point.
+    ``classifier="teacher"`` (our default) starts the classifier from the teacher's: the student
+    is trained to reproduce the teacher's features, so the teacher's classifier is a natural
+    starting point. ``"fresh"`` keeps ``pretrained``'s newly initialised one, as the public
+    NetTailor code does.
     """
     backbone = copy.deepcopy(pretrained)
-    backbone.classifier.load_state_dict(teacher.classifier.state_dict())
+    if classifier == "teacher":
+        backbone.classifier.load_state_dict(teacher.classifier.state_dict())
     student = PathNetwork(backbone, dense_paths(backbone.num_blocks, skips), image_size=image_size)
     return student.to(next(teacher.parameters()).device)
 
@@ -175,7 +179,8 @@ def run_nettailor(
     too_many = max(k for _, k in grid)
     if too_many > pretrained.num_blocks:
         raise ValueError(f"blocks_removed must be <= the backbone's {pretrained.num_blocks} blocks, got {too_many}")
-    student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size)
+    student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size,
+                            classifier=config.student_classifier)
     costs = PathCosts.measure(student)
 
     def student_estimate(stage: str, epoch: int, metrics: dict[str, float]) -> None:

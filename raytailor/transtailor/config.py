@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+FINETUNE_SCALES = ("alpha", "beta")
+GROUP_SCORES = ("sum", "mean")
+
 
 @dataclass(frozen=True)
 class TransTailorConfig:
@@ -22,6 +25,13 @@ class TransTailorConfig:
     weight_decay: float = 0.005
     momentum: float = 0.9
     batch_size: int = 32
+    # what multiplies the filter outputs, fixed, during importance-aware fine-tuning (Eq. 6):
+    # "alpha", the trained target-aware factors (our default), or "beta", the Taylor importance
+    # as Eq. 6 writes it (the paper's; it collapsed accuracy here: README "TransTailor")
+    finetune_scale: str = "alpha"
+    # how a group of channels coupled by residual additions is ranked: the "sum" of its members'
+    # beta (our default; a residual-stream channel sums many, so it is rarely pruned) or their "mean"
+    group_score: str = "sum"
 
     def __post_init__(self) -> None:
         if (self.prune_fraction is None) == (self.prune_filters is None):
@@ -53,6 +63,9 @@ class TransTailorConfig:
             (0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)"),
             (_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", self.batch_size,
              "an integer >= 1"),
+            (self.finetune_scale in FINETUNE_SCALES, "finetune_scale", self.finetune_scale,
+             f"one of {', '.join(FINETUNE_SCALES)}"),
+            (self.group_score in GROUP_SCORES, "group_score", self.group_score, f"one of {', '.join(GROUP_SCORES)}"),
         ]
         for ok, name, value, rule in checks:
             if not ok:

@@ -165,16 +165,18 @@ def run_transtailor(
         with torch.autocast(train_loader.device.type, enabled=False):
             betas = filter_importance(network, scales, train_loader, F.cross_entropy)
             # Line 7: prune z filters with the lowest (group-summed) beta.
-            pruned = prune_lowest(network, scales, betas, image_size=image_size, **step)
+            pruned = prune_lowest(network, scales, betas, image_size=image_size, group_score=config.group_score,
+                                  **step)
         if pruned.channels_removed == 0:
             remove_scales_by_folding(network)
             outcome.stop_reason = "exhausted"
             break
-        # Line 8 (Eq. 6): importance-aware fine-tune. The target-aware importance factors alpha
-        # (trained in line 5, pruned with their channels) stay in the outputs, fixed; beta only
-        # ranks filters. Multiplying the Taylor beta in instead (normalised by its layer mean or
-        # max) collapsed accuracy: benchmarks/pruning_baselines.py, README "TransTailor".
-        set_scales(scales, [s.alpha.detach().clone() for s in scales], trainable=False)
+        # Line 8 (Eq. 6): importance-aware fine-tune. By default the target-aware importance
+        # factors alpha (trained in line 5, pruned with their channels) stay in the outputs,
+        # fixed, and beta only ranks filters; ``finetune_scale: beta`` multiplies the Taylor beta
+        # in, as Eq. 6 writes it, which collapsed accuracy here (README "TransTailor").
+        fixed = pruned.kept_betas if config.finetune_scale == "beta" else [s.alpha.detach() for s in scales]
+        set_scales(scales, [value.clone() for value in fixed], trainable=False)
         for p in network.parameters():
             p.requires_grad_(True)
         for s in scales:

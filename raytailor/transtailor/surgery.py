@@ -177,10 +177,10 @@ def _in_out(module: nn.Module) -> tuple[int, int]:
 
 def select_channels(
     groups: Sequence[ChannelGroup], betas: Sequence[torch.Tensor], macs: dict[nn.Module, int], *,
-    macs_budget: int | None = None, filters: int | None = None,
+    macs_budget: int | None = None, filters: int | None = None, group_score: str = "sum",
 ) -> tuple[dict[int, list[int]], int]:
-    """Lowest-ranked channels first (score = summed beta; ties: group order, then channel
-    index) until ``macs_budget`` MACs are removed (the channel crossing it is included) or
+    """Lowest-ranked channels first (score = the beta of the channel's scales, summed or, with
+    ``group_score="mean"``, averaged; ties: group order, then channel index) until ``macs_budget`` MACs are removed (the channel crossing it is included) or
     ``filters`` channels are taken. A group always keeps one channel; groups without a
     scaling factor are never taken. Returns ({group position: channel idxs}, predicted MACs
     removed)."""
@@ -193,6 +193,8 @@ def select_channels(
         score = torch.zeros(group.channels, dtype=torch.float64)
         for position, idxs in group.scale_idxs:
             score += betas[position].detach().double().cpu()[idxs]
+        if group_score == "mean":
+            score /= len(group.scale_idxs)
         candidates += [(float(score[k]), g, k) for k in range(group.channels)]
     candidates.sort()
     # A dense layer costs coef * C_in * C_out MACs and a depthwise one coef * C, so the saving
@@ -223,7 +225,7 @@ def select_channels(
 
 def prune_lowest(
     network: BlockNetwork, scales: Sequence[ChannelScale], betas: Sequence[torch.Tensor], *,
-    image_size: int, macs_budget: int | None = None, filters: int | None = None,
+    image_size: int, macs_budget: int | None = None, filters: int | None = None, group_score: str = "sum",
 ) -> PruneResult:
     """Remove the lowest-beta channels in place (conv, BN, alpha and the consumers' inputs
     shrink physically). ``scales`` must be the network's attached scales, ``betas`` theirs."""
@@ -233,7 +235,7 @@ def prune_lowest(
     groups = channel_groups(network, dg, scales)
     chosen, macs_removed = select_channels(
         groups, betas, layer_macs(network, image_size=image_size),
-        macs_budget=macs_budget, filters=filters,
+        macs_budget=macs_budget, filters=filters, group_score=group_score,
     )
     keep = [torch.ones(s.alpha.numel(), dtype=torch.bool) for s in scales]
     result = PruneResult(macs_removed=macs_removed)
