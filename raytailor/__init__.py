@@ -10,4 +10,12 @@ def load_tailored(directory, *, device="cpu"):
     return _load(directory, device=device)
 
 
-__all__ = ["__version__", "load_tailored"]
+def load_bank(directory, *, device="cpu"):
+    """Open a task bank (``raytailor bank``): ``bank.model(task)`` serves each task from one copy
+    of every tensor the tasks share."""
+    from raytailor.bank import load_bank as _load
+
+    return _load(directory, device=device)
+
+
+__all__ = ["__version__", "load_bank", "load_tailored"]

@@ -117,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--normalize", action="store_true",
                         help="bake the input normalisation into onnx / pt2: they then take RGB in [0, 1]")
 
+    bank = command("bank", "gather one model per task into a bank that stores every shared tensor "
+                           "(the frozen backbone) once; without --out, list the bank at FOLDER")
+    bank.add_argument("folders", nargs="+", metavar="FOLDER",
+                      help="search or tailor run folders, one per task (or, without --out, one bank folder)")
+    bank.add_argument("--out", help="the new bank folder (must not exist or be empty)")
+    bank.add_argument("--names", help="comma-separated task names, one per folder (default: each spec's name)")
+    bank.add_argument("--trial", default="leanest",
+                      help="which model of each folder, as for export: 'leanest' (default: the leanest feasible)")
+    bank.add_argument("--json", action="store_true", help="print the listing as one JSON object")
     evaluate = command("evaluate", "accuracy of an exported model on its data's (or a spec's) split")
     evaluate.add_argument("model_dir", help="an exported model folder")
     evaluate.add_argument("--spec", help="a spec with the task's data (a run's own spec.yaml works); "
@@ -245,6 +254,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bank(args: argparse.Namespace) -> int:
+    from raytailor.bank import build_bank, format_listing, load_bank
+    from raytailor.errors import ExportError
+
+    if args.out is None:
+        if len(args.folders) != 1 or args.names:
+            raise ExportError("to build a bank give --out BANK; to list one give only its folder")
+        listing = load_bank(args.folders[0]).describe()
+    else:
+        names = [n.strip() for n in args.names.split(",")] if args.names else None
+        listing = build_bank([Path(f) for f in args.folders], Path(args.out), names=names, trial=args.trial)
+    print(json.dumps(listing) if args.json else format_listing(listing))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from raytailor.evaluate import evaluate_export
 
@@ -259,6 +283,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "demo": _cmd_demo, "search": _cmd_search, "resume": _cmd_resume, "tailor": _cmd_tailor,
     "describe": _cmd_describe, "pareto": _cmd_pareto, "export": _cmd_export, "evaluate": _cmd_evaluate,
+    "bank": _cmd_bank,
 }
 
 
