@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -183,8 +184,9 @@ class TaskBank:
 
 
 def _blocks_used(weights: dict[str, str]) -> list[int]:
-    """Backbone block indices with a weight in the model (``blocks.<i>.``)."""
-    return sorted({int(key.split(".")[1]) for key in weights if key.startswith("blocks.") and key.split(".")[1].isdigit()})
+    """Backbone blocks with a weight in the model, by number (``blocks.<i>.`` or ``blocks.block<i>.``)."""
+    numbers = {re.sub(r"\D", "", key.split(".")[1]) for key in weights if key.startswith("blocks.")}
+    return sorted(int(n) for n in numbers if n)
 
 
 def load_bank(path: str | Path, *, device: str | torch.device = "cpu") -> TaskBank:

@@ -68,6 +68,7 @@ def test_a_bank_serves_each_task_as_its_exported_model_from_one_copy_of_the_back
         result = json.loads((run / "result.json").read_text())
         assert rows[name]["params"] == result["params"] and rows[name]["macs"] == result["macs"]
         assert rows[name]["own_bytes"] < rows[name]["bytes"]  # the rest is the shared backbone
+        assert len(rows[name]["blocks_used"]) == result["blocks_kept"]
     # the listing command reads the bank back
     capsys.readouterr()
     assert main(["bank", str(root / "bank"), "--json"]) == 0
