@@ -85,7 +85,7 @@ def rss_child(kind: str, paths: list[str]) -> None:
     before = rss_bytes()
     if kind == "bank":
         bank = raytailor.load_bank(paths[0])
-        models = [bank.model(name) for name in bank.names]
+        models = [bank.model(name) for name in bank.tasks]
     else:
         models = [raytailor.load_tailored(path) for path in paths]
     print(rss_bytes() - before, len(models))
@@ -141,7 +141,7 @@ def measure(root: Path, args: argparse.Namespace) -> None:
     bank = raytailor.load_bank(root / "bank")
     switch = {"bank.model": [], "load_tailored": []}
     for _ in range(args.rounds):
-        for k, name in enumerate(bank.names):
+        for k, name in enumerate(bank.tasks):
             started = time.perf_counter()
             bank.model(name)
             switch["bank.model"].append((time.perf_counter() - started) * 1e3)

@@ -122,21 +122,22 @@ class TaskBank:
     """Every task of a bank, served from one copy of each tensor (``load_bank``)."""
 
     path: Path
-    tasks: dict[str, dict[str, Any]]   # bank.json's, by task name
-    tensors: dict[str, torch.Tensor]   # by id, each held once
+    entries: dict[str, dict[str, Any]]  # bank.json's, by task name
+    tensors: dict[str, torch.Tensor]    # by id, each held once
 
     @property
-    def names(self) -> list[str]:
-        return list(self.tasks)
+    def tasks(self) -> list[str]:
+        """The task names, in the order the bank was built."""
+        return list(self.entries)
 
     def model(self, task: str) -> nn.Module:
         """Task ``task``'s model (eval mode, no gradients) whose tensors are the bank's own, not copies."""
         from raytailor.export import _rebuild
         from raytailor.methods import methods
 
-        if task not in self.tasks:
-            raise ExportError(f"{self.path} has no task {task!r}; it has {', '.join(self.names)}")
-        entry = self.tasks[task]
+        if task not in self.entries:
+            raise ExportError(f"{self.path} has no task {task!r}; it has {', '.join(self.tasks)}")
+        entry = self.entries[task]
         architecture = entry["architecture"]
         method = methods().get(architecture.get("method"))
         if method is None:
@@ -162,12 +163,12 @@ class TaskBank:
         from raytailor.cost import count_params, image_macs
 
         users: dict[str, int] = {}
-        for entry in self.tasks.values():
+        for entry in self.entries.values():
             for tensor in set(entry["weights"].values()):
                 users[tensor] = users.get(tensor, 0) + 1
         size = {tensor: self.tensors[tensor].numel() * self.tensors[tensor].element_size() for tensor in users}
         rows = []
-        for name, entry in self.tasks.items():
+        for name, entry in self.entries.items():
             model = self.model(name)
             used = set(entry["weights"].values())
             architecture = entry["architecture"]

@@ -45,15 +45,15 @@ def test_a_bank_serves_each_task_as_its_exported_model_from_one_copy_of_the_back
     root, runs = two_tasks
     listing = build_bank(runs, root / "bank")
     bank = raytailor.load_bank(root / "bank")
-    assert bank.names == ["digits3", "digits5"]
+    assert bank.tasks == ["digits3", "digits5"]
     x = torch.randn(4, 3, 16, 16)
-    models = {name: bank.model(name) for name in bank.names}
-    for name, run in zip(bank.names, runs):
+    models = {name: bank.model(name) for name in bank.tasks}
+    for name, run in zip(bank.tasks, runs):
         alone = raytailor.load_tailored(run / "model")
         assert torch.max(torch.abs(models[name](x) - alone(x))).item() <= 1e-6
         assert not models[name].training and not any(p.requires_grad for p in models[name].parameters())
     # the frozen stem is one tensor in memory for both tasks, not a copy each
-    a, b = (dict(models[name].named_parameters()) for name in bank.names)
+    a, b = (dict(models[name].named_parameters()) for name in bank.tasks)
     assert a["stem.0.weight"].data_ptr() == b["stem.0.weight"].data_ptr()
     shared = {k for k in a if k in b and a[k].data_ptr() == b[k].data_ptr()}
     assert shared and all(k.startswith(("stem.", "blocks.")) for k in shared)
@@ -64,7 +64,7 @@ def test_a_bank_serves_each_task_as_its_exported_model_from_one_copy_of_the_back
     assert listing["bytes"] == stored < separate
     assert listing["separate_bytes"] > listing["bytes"]
     rows = {r["task"]: r for r in listing["tasks"]}
-    for name, run in zip(bank.names, runs):
+    for name, run in zip(bank.tasks, runs):
         result = json.loads((run / "result.json").read_text())
         assert rows[name]["params"] == result["params"] and rows[name]["macs"] == result["macs"]
         assert rows[name]["own_bytes"] < rows[name]["bytes"]  # the rest is the shared backbone
