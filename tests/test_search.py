@@ -656,7 +656,7 @@ def test_a_full_disk_mid_search_leaves_tables_for_the_finished_trials(tmp_path, 
     the search ends in one line naming what it could not write (not a traceback from Ray's
     unpickling of the empty error.pkl the full disk left); once space is freed, resume writes
     every output, the first trial's row unchanged and the second an ERROR with a one-line reason."""
-    spec = {**TINY, "name": "full-disk", "search": {**TINY["search"], "trials": 2, "max_failures": 1}}
+    spec = {**TINY, "name": "full-disk", "search": {**TINY["search"], "trials": 2, "max_failures": 0}}
     path = tmp_path / "full-disk.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = small_disk / "search"
