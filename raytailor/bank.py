@@ -142,10 +142,10 @@ class TaskBank:
         method = methods().get(architecture.get("method"))
         if method is None:
             raise ExportError(f"{self.path}: task {task!r} has unknown method {architecture.get('method')!r}")
-        with torch.device("meta"):
-            model = _rebuild(method, architecture, self.path / task)
+        with torch.device("meta"):  # shapes first: a tampered entry allocates nothing
+            shapes = _rebuild(method, architecture, self.path / task).state_dict()
         state = {}
-        for key, meta in model.state_dict().items():
+        for key, meta in shapes.items():
             tensor = self.tensors.get(entry["weights"].get(key, ""))
             if tensor is None or tensor.shape != meta.shape or tensor.dtype != meta.dtype:
                 raise ExportError(f"{self.path}: task {task!r} weight {key!r} is missing or does not match its "
@@ -154,6 +154,12 @@ class TaskBank:
         if set(entry["weights"]) != set(state):
             raise ExportError(f"{self.path}: task {task!r} lists weights its architecture does not have; "
                               "build the bank again")
+        # built for real (a module's non-persistent buffers, such as NetTailor's path costs, are
+        # computed when it is built, not stored), then every weight replaced by the bank's own
+        # tensor: assign shares it, load would copy it
+        device = next(iter(self.tensors.values())).device if self.tensors else torch.device("cpu")
+        with torch.device(device):
+            model = _rebuild(method, architecture, self.path / task)
         model.load_state_dict(state, strict=True, assign=True)
         return model.eval().requires_grad_(False)
 

@@ -52,6 +52,7 @@ def test_a_bank_serves_each_task_as_its_exported_model_from_one_copy_of_the_back
         alone = raytailor.load_tailored(run / "model")
         assert torch.max(torch.abs(models[name](x) - alone(x))).item() <= 1e-6
         assert not models[name].training and not any(p.requires_grad for p in models[name].parameters())
+        assert not any(t.is_meta for t in [*models[name].parameters(), *models[name].buffers()])
     # the frozen stem is one tensor in memory for both tasks, not a copy each
     a, b = (dict(models[name].named_parameters()) for name in bank.tasks)
     assert a["stem.0.weight"].data_ptr() == b["stem.0.weight"].data_ptr()
