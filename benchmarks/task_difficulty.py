@@ -8,11 +8,13 @@ leanest feasible model the search found (selected on validation): blocks kept, t
 MACs, accuracy. Then Spearman's rank correlation between difficulty (number of classes, and
 the teacher's validation error) and the tailored size (MACs, task params).
 
-Fewer classes also means fewer training images (each class has ~180), and the teacher's
-error on an easy task is often 0 (ties); the table says what was measured, whichever way it
-falls.
+By default fewer classes also means fewer training images (each class has ~180), so fewer
+steps per epoch; ``--images`` gives every task the same number of images instead. The
+teacher's error on an easy task is often 0 (ties). The table says what was measured, whichever
+way it falls.
 
     .venv/bin/python benchmarks/task_difficulty.py [--trials 8] [--classes 2,4,7,10] [--out DIR]
+    .venv/bin/python benchmarks/task_difficulty.py --images 360 --val-fraction 0.2   # equal-size tasks
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", default="2,4,7,10", help="comma-separated class counts, one task each")
     parser.add_argument("--trials", type=int, default=8, help="search.trials for every task")
+    parser.add_argument("--images", type=int,
+                        help="give every task this many images (samples_per_class = images // classes), so an "
+                             "epoch is the same number of steps whatever the classes; default: all (~180 per class)")
+    parser.add_argument("--val-fraction", type=float, help="data.val_fraction for every task (default: the demo's)")
     parser.add_argument("--out", help="where the searches go (default: a temporary folder)")
     parser.add_argument("--cache", help="teacher cache folder (default: inside --out)")
     args = parser.parse_args()
@@ -72,7 +78,12 @@ def main() -> None:
     rows = []
     for classes in [int(c) for c in args.classes.split(",")]:
         name = f"digits{classes}"
-        spec = {**base, "name": name, "data": {**base["data"], "num_classes": classes},
+        data = {**base["data"], "num_classes": classes}
+        if args.images:
+            data["samples_per_class"] = args.images // classes
+        if args.val_fraction:
+            data["val_fraction"] = args.val_fraction
+        spec = {**base, "name": name, "data": data,
                 "backbone": {**base["backbone"]}, "search": {**base["search"], "trials": args.trials}}
         spec_path = out / f"{name}.yaml"
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
