@@ -93,13 +93,12 @@ def build_bank(sources: list[Path], out: Path, *, names: list[str] | None = None
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    """A folder we can make and write (``preflight.check_output``) that holds nothing yet."""
+    from raytailor.preflight import check_output
+
+    check_output(out)
+    if out.exists() and any(out.iterdir()):
         raise ExportError(f"--out {str(out)!r} exists and is not an empty folder; choose a new one")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ExportError(f"--out {str(out)!r} is under {str(parent)!r}, a file; choose a folder")
-            break
 
 
 def _task_name(source: Path, result: dict[str, Any]) -> str:

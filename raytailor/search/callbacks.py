@@ -83,15 +83,10 @@ class TablesAsTrialsEnd(tune.Callback):
 
     def _write(self, ended: str) -> None:
         from raytailor.pareto import mark_front
-        from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
-        from raytailor.search.location import experiment_path
-        from raytailor.search.results import rows_from_trials, write_tables
-        from raytailor.search.trial_folders import read_trials
+        from raytailor.search.results import search_rows, write_tables
 
-        records = read_trials(experiment_path(self.out_dir), known=self._ended)
+        records, rows, _ = search_rows(self.out_dir, self.spec, self.accuracy_target, known=self._ended)
         self._ended.update({r.folder: r for r in records if r.trial_id == ended})
-        rows, _ = rows_from_trials(records, self.spec, self.accuracy_target,
-                                   stopped=stopped_trials(self.out_dir / RECORD_FILE))
         try:
             write_tables(self.out_dir, mark_front(rows, self.spec.objectives), self.spec, self.metadata)
         except OSError:

@@ -13,11 +13,11 @@ from typing import Any
 from raytailor.front_plot import plot_front
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
-from raytailor.search.early_stopping import Stop
+from raytailor.search.early_stopping import RECORD_FILE, Stop, stopped_trials
 from raytailor.search.location import experiment_path
 from raytailor.search.space import is_integer_range
 from raytailor.search.trainable import EPOCHS, FAILED, FINISHED, is_finished
-from raytailor.search.trial_folders import TrialRecord, local_folder
+from raytailor.search.trial_folders import TrialRecord, local_folder, read_trials
 from raytailor.spec import Spec
 from raytailor.trials_table import SUBMODELS_FILE, TRIALS_FILE, write_trials_table
 
@@ -104,6 +104,16 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
             if saved.get("kept"):
                 checkpoints[sub["trial_id"]] = (record, str(submodel_dir(Path("."), k, chosen=k == chosen)))
     return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
+
+
+def search_rows(out_dir: Path, spec: Spec, accuracy_target: float, *, known: dict[str, TrialRecord] | None = None
+                ) -> tuple[list[TrialRecord], list[dict], dict[str, tuple[TrialRecord, str]]]:
+    """(records, rows, checkpoints) of the search in ``out_dir``, read from its trial folders
+    (``known``: records of ended trials, by folder, not read again) with its early stops."""
+    records = read_trials(experiment_path(out_dir), known=known)
+    rows, checkpoints = rows_from_trials(records, spec, accuracy_target,
+                                         stopped=stopped_trials(Path(out_dir) / RECORD_FILE))
+    return records, rows, checkpoints
 
 
 def final_metrics(record: TrialRecord, accuracy_target: float) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
 from raytailor.search.location import EXPERIMENT, experiment_path, experiment_storage, storage_location
-from raytailor.search.results import final_metrics, rows_from_trials, write_outputs
+from raytailor.search.results import final_metrics, search_rows, write_outputs
 from raytailor.search.trainable import restart_key
 from raytailor.search.trial_folders import (
     RESTARTS,
@@ -324,7 +324,5 @@ def _forget_estimates(spec: Spec, out_dir: Path, accuracy_target: float, kept_ep
 
 
 def _finish(out_dir: Path, spec: Spec, shared: Any, verbose: bool) -> dict | None:
-    records = read_trials(experiment_path(out_dir))
-    rows, checkpoints = rows_from_trials(records, spec, shared.accuracy_target,
-                                         stopped=stopped_trials(out_dir / RECORD_FILE))
+    _, rows, checkpoints = search_rows(out_dir, spec, shared.accuracy_target)
     return write_outputs(out_dir, rows, checkpoints, spec, shared.teacher_metrics, _metadata(spec), verbose)

@@ -84,11 +84,11 @@ def within_tau(last_accepted: float, accuracy: float, tau: float) -> bool:
     return not (last_accepted - accuracy > tau)
 
 
-def _kept(shelf: ModuleShelf, network: BlockNetwork) -> ModuleOnDisk:
-    """A sub-model kept for the search's Pareto export, on disk: its shape is its layer widths."""
+def _kept(shelf: ModuleShelf, network: BlockNetwork, record: dict) -> ModuleOnDisk:
+    """A sub-model kept for the search's Pareto export, on disk: its shape is its record's widths."""
     return shelf.keep(network, functools.partial(rebuild_pruned, arch=network.arch,
                                                  num_classes=network.classifier.out_features,
-                                                 widths=layer_widths(network)))
+                                                 widths=record["widths"]))
 
 
 def _record(network: BlockNetwork, *, iteration: int, accuracy: float, image_size: int,
@@ -143,7 +143,7 @@ def run_transtailor(
     shelf = ModuleShelf(prefix="raytailor-transtailor-")
     outcome.chain.append(_record(network, iteration=0, accuracy=last_accepted, image_size=image_size,
                                  filters_removed=0, accepted=True))
-    outcome.submodels.append(_kept(shelf, network))
+    outcome.submodels.append(_kept(shelf, network, outcome.chain[-1]))
     step = {"macs_budget": round(config.prune_fraction * base_macs)} if config.prune_fraction \
         else {"filters": config.prune_filters}
 
@@ -191,7 +191,7 @@ def run_transtailor(
         outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
                                      image_size=image_size, filters_removed=pruned.filters_removed,
                                      accepted=accepted))
-        outcome.submodels.append(_kept(shelf, network))
+        outcome.submodels.append(_kept(shelf, network, outcome.chain[-1]))
         if verbose:
             print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (last accepted {last_accepted:.2f}%), "
                   f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
