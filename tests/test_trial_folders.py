@@ -45,15 +45,19 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     _trial(experiment, "tailoring_trial_ffff0006_6_skips=3_2026", params={"skips": 3},
            lines=[json.dumps({"trial_id": "ffff0006", "epochs": 2})],
            checkpoint={"val_accuracy": 80.0, "test_accuracy": 79.0, "params": 9, "macs": 90, "task_params": 4})
+    # a full disk cut its error.txt mid-traceback (seen on CI): the reason says so, not a frame line
+    _trial(experiment, "tailoring_trial_ffff0007_7_skips=2_2026", params={"skips": 2},
+           error='Failure # 1\nTraceback (most recent call last):\n  File "/ray/train/_internal/storage.py", line 119, in _pyar')
     (experiment / "driver_artifacts").mkdir()  # not a trial
     plant([experiment / "tuner.pkl", experiment / "searcher-state-x.pkl", done / "params.pkl",
            done / "error.pkl", done / "checkpoint_000000" / "state.pkl"], canary)
 
     records = read_trials(str(experiment))
     assert not canary.exists()
-    assert [r.trial_id for r in records] == ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004", "eeee0005", "ffff0006"]
-    first, cut, empty, failed, retried, stale = records
-    assert [r.failures for r in records] == [0, 0, 1, 1, 1, 0]
+    assert [r.trial_id for r in records] == ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004", "eeee0005", "ffff0006",
+                                             "ffff0007"]
+    first, cut, empty, failed, retried, stale, truncated = records
+    assert [r.failures for r in records] == [0, 0, 1, 1, 1, 0, 1]
     assert first.config == {"skips": 2} and first.metrics == final and len(first.reports) == 2
     assert first.checkpoint == str(done / "checkpoint_000000")
     assert cut.metrics == {"trial_id": "bbbb0002", "epochs": 1} and cut.checkpoint is None
@@ -69,6 +73,9 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     assert by_id["dddd0004"]["reason"] == "TailoringError: pruning removed every path"
     assert by_id["eeee0005"]["status"] == "TERMINATED" and by_id["eeee0005"]["val_accuracy"] == 88.0
     assert by_id["ffff0006"]["status"] == "TERMINATED" and by_id["ffff0006"]["macs"] == 90
+    assert by_id["cccc0003"]["reason"] == "the trial failed and its error.txt is empty (a full disk?)"
+    assert by_id["ffff0007"]["status"] == "ERROR"
+    assert by_id["ffff0007"]["reason"] == "the trial failed and its error.txt is cut short (a full disk?)"
     assert not by_id["ffff0006"]["feasible"] and by_id["aaaa0001"]["feasible"]  # 80 < target 85 <= 90
     assert set(checkpoints) == {"aaaa0001", "ffff0006"}
     assert not canary.exists()

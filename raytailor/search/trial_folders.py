@@ -123,10 +123,27 @@ def read_trials(experiment: str, *, known: dict[str, TrialRecord] | None = None)
         records.append(TrialRecord(
             trial_id=str(trial_id), filesystem=fs, folder=entry.path, config=config if isinstance(config, dict) else {},
             reports=reports,
-            error=error if error is None or error.strip() else "the trial failed and its error.txt is empty (a full disk?)",
+            error=_saved_error(error),
             checkpoint=f"{entry.path}/{checkpoints[-1]}" if checkpoints else None,
         ))
     return sorted(records, key=lambda r: r.trial_id)
+
+
+_FRAME = re.compile(r'^\s*File "')  # a traceback's frame line: no error ends with one
+
+
+def _saved_error(error: str | None) -> str | None:
+    """``error.txt`` as Ray saved it; one that a full disk left empty or cut short mid-traceback
+    (Tune ends every failure with the error's own line and a newline) gets a last line saying so,
+    the line a trial's reason is taken from."""
+    if error is None:
+        return None
+    if not error.strip():
+        return "the trial failed and its error.txt is empty (a full disk?)"
+    last = error.rstrip("\n").rsplit("\n", 1)[-1]
+    if not error.endswith("\n") or _FRAME.match(last):
+        return f"{error}\nthe trial failed and its error.txt is cut short (a full disk?)"
+    return error
 
 
 @contextmanager
