@@ -59,6 +59,7 @@ def build_bank(sources: list[Path], out: Path, *, names: list[str] | None = None
     from raytailor.export import load_tailored, read_architecture
     from raytailor.export_run import find_model
 
+    sources = _task_folders(sources)
     if names is not None and len(names) != len(sources):
         raise ExportError(f"--names gives {len(names)} names for {len(sources)} folders; give one per folder")
     _check_out(out)
@@ -101,8 +102,32 @@ def _check_out(out: Path) -> None:
         raise ExportError(f"--out {str(out)!r} exists and is not an empty folder; choose a new one")
 
 
+def _task_folders(sources: list[Path]) -> list[Path]:
+    """``sources`` with each multi-task search folder replaced by its task folders, in its spec's order."""
+    import yaml
+
+    from raytailor.search.location import task_of
+
+    folders = []
+    for source in map(Path, sources):
+        try:
+            raw = yaml.safe_load((source / "spec.yaml").read_text()) if (source / "spec.yaml").is_file() else None
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raw = None
+        tasks = raw.get("tasks") if isinstance(raw, dict) else None
+        named = [source / t["name"] for t in tasks or [] if isinstance(t, dict) and isinstance(t.get("name"), str)]
+        named = [folder for folder in named if task_of(folder) is not None]
+        folders += named or [source]
+    return folders
+
+
 def _task_name(source: Path, result: dict[str, Any]) -> str:
-    """The spec's name (a search's spec.yaml, a tailor run's result.json), else the folder's."""
+    """A multi-task search's task name, else the spec's name (a search's spec.yaml, a tailor
+    run's result.json), else the folder's."""
+    from raytailor.search.location import task_of
+
+    if task_of(source) is not None:
+        return task_of(source)
     spec = source / "spec.yaml"
     if spec.is_file():
         import yaml
@@ -225,6 +250,7 @@ def format_listing(listing: dict[str, Any]) -> str:
         lines.append(f"{row['task']:<20} {row['method']:<12} {row['params']:>10,} {row['macs']:>13,} "
                      f"{len(row['blocks_used']):>7} {row['own_bytes'] / 1e6:>8.2f} {row['bytes'] / 1e6:>8.2f}  {test}")
     lines.append(f"bank {listing['bytes'] / 1e6:.2f} MB for {len(listing['tasks'])} tasks; "
-                 f"{listing['separate_bytes'] / 1e6:.2f} MB as separate models "
-                 "(TransTailor models share nothing: every weight is their own)")
+                 f"{listing['separate_bytes'] / 1e6:.2f} MB as separate models"
+                 + (" (TransTailor models share nothing: every weight is their own)"
+                    if any(row["method"] == "transtailor" for row in listing["tasks"]) else ""))
     return "\n".join(lines)

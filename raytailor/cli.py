@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help=quiet_help)
 
     search = command("search", "search a spec's space on Ray Tune, sampled by constrained multi-objective Optuna")
-    search.add_argument("spec", help="the YAML spec (search_spaces/ holds examples)")
-    search.add_argument("--trials", type=int, help="override search.trials")
+    search.add_argument("spec", help="the YAML spec (search_spaces/ holds examples); with tasks: every task is "
+                                     "searched in one run, each in its own folder under --out")
+    search.add_argument("--trials", type=int, help="override search.trials (per task, for a spec with tasks:)")
     search.add_argument("--out", help="output directory (default: runs/<name>-<time>)")
     search.add_argument("--address", help=address_help)
     search.add_argument("--storage", help="Ray storage for trial results (s3://bucket/path or a shared "
@@ -120,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     bank = command("bank", "gather one model per task into a bank that stores every shared tensor "
                            "(the frozen backbone) once; without --out, list the bank at FOLDER")
     bank.add_argument("folders", nargs="+", metavar="FOLDER",
-                      help="search or tailor run folders, one per task (or, without --out, one bank folder)")
+                      help="search or tailor run folders, one per task (a multi-task search folder: each of its "
+                           "tasks), or, without --out, one bank folder")
     bank.add_argument("--out", help="the new bank folder (must not exist or be empty)")
-    bank.add_argument("--names", help="comma-separated task names, one per folder (default: each spec's name)")
+    bank.add_argument("--names", help="comma-separated task names, one per task (default: a multi-task search's "
+                                      "task names, else each spec's name)")
     bank.add_argument("--trial", default="leanest",
                       help="which model of each folder, as for export: 'leanest' (default: the leanest feasible)")
     bank.add_argument("--json", action="store_true", help="print the listing as one JSON object")
@@ -182,10 +185,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from raytailor.spec import load_spec
+    from raytailor.spec import load_search_spec
 
     overrides = list(args.overrides) + ([f"search.trials={args.trials}"] if args.trials is not None else [])
-    spec = load_spec(args.spec, overrides)
+    spec = load_search_spec(args.spec, overrides)
     return _search(spec, Path(args.out) if args.out else _default_out(spec.name),
                    address=args.address, storage=args.storage, verbose=not args.quiet)
 

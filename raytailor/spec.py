@@ -171,6 +171,92 @@ class Spec:
         return data
 
 
+TASKS = "tasks"
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+RESERVED_TASK_NAMES = ("trials", "models")  # folders of the search folder itself
+TASK_KEYS = ("name", "data", "target", "teacher")  # what a task may set; the rest is shared
+
+
+@dataclass(frozen=True)
+class MultiTaskSpec:
+    """A spec with ``tasks:``: several datasets searched together on one backbone. Each task is
+    a whole single-task :class:`Spec`: the shared sections, its own ``data`` (over the shared
+    ``data`` defaults, if any) and, where the task gives them, its own ``target`` and ``teacher``
+    (over the shared ones). ``search.trials`` is per task; ``search.max_concurrent`` for all."""
+
+    name: str
+    tasks: dict[str, Spec]  # task name -> its spec, in the order the spec lists them
+    raw: dict[str, Any]     # the spec as written (overrides applied): what spec.yaml records
+    base_dir: str = "."
+
+    @property
+    def first(self) -> Spec:
+        return next(iter(self.tasks.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+def parse_multitask_spec(raw: dict, *, overrides: list[str] | None = None,
+                         base_dir: Path | None = None) -> MultiTaskSpec:
+    """A ``tasks:`` spec: every task's spec checked as a whole (errors name the task)."""
+    import copy
+
+    raw = apply_overrides({k: v for k, v in raw.items() if k != TASKS}, overrides or []) | {TASKS: raw[TASKS]}
+    tasks = raw[TASKS]
+    if not isinstance(tasks, list) or not tasks:
+        raise SpecError(f"{TASKS} must be a non-empty list of {{name, data, target?, teacher?}}, got {tasks!r}")
+    if not isinstance(raw.get("name"), str):
+        raise SpecError("spec: missing required key 'name' (a string)")
+    shared = {k: v for k, v in raw.items() if k != TASKS}
+    specs: dict[str, Spec] = {}
+    for i, task in enumerate(tasks):
+        where = f"{TASKS}[{i}]"
+        if not isinstance(task, dict):
+            raise SpecError(f"{where} must be a mapping with name and data, got {task!r}")
+        unknown = sorted(set(task) - set(TASK_KEYS))
+        if unknown:
+            raise SpecError(f"{where}: unknown key {unknown[0]!r}; a task sets {', '.join(TASK_KEYS)} "
+                            "(everything else is shared by the tasks)")
+        name = task.get("name")
+        if not isinstance(name, str) or not TASK_NAME.fullmatch(name) or name in RESERVED_TASK_NAMES:
+            raise SpecError(f"{where}.name must be a folder name of letters, digits, '_', '-', '.' (not "
+                            f"{' or '.join(RESERVED_TASK_NAMES)}), got {name!r}")
+        if name in specs:
+            raise SpecError(f"{where}.name {name!r} is given to two tasks; name each task once")
+        if "data" not in task:
+            raise SpecError(f"{where} ({name}): missing required key 'data'")
+        own = copy.deepcopy(shared)
+        own["name"] = f"{raw['name']}-{name}"
+        for section in ("data", "target", "teacher"):
+            given = task.get(section)
+            if given is None:
+                continue
+            if not isinstance(given, dict):
+                raise SpecError(f"{where}.{section} must be a mapping, got {given!r}")
+            base = own.get(section)
+            own[section] = {**(base if isinstance(base, dict) else {}), **given}
+        try:
+            specs[name] = parse_spec(own, base_dir=base_dir)
+        except SpecError as error:
+            raise SpecError(f"task {name}: {error}") from None
+    return MultiTaskSpec(name=raw["name"], tasks=specs, raw=raw, base_dir=str(base_dir or Path.cwd()))
+
+
+def load_search_spec(path: str | Path, overrides: list[str] | None = None) -> Spec | MultiTaskSpec:
+    """A spec for ``raytailor search``: one task (:func:`load_spec`) or several (``tasks:``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist; pass the path of a YAML spec")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict) or TASKS not in raw:
+        return load_spec(path, overrides)
+    resolved = raw.pop("resolved", None)
+    base_dir = resolved.get("base_dir") if isinstance(resolved, dict) else None
+    return parse_multitask_spec(raw, overrides=overrides,
+                                base_dir=Path(base_dir) if base_dir else path.resolve().parent)
+
+
 # ---- loading ---------------------------------------------------------------------------------
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     path = Path(path)
@@ -226,6 +312,9 @@ def load_resolved_spec(path: str | Path) -> Spec:
 def parse_spec(raw: Any, *, overrides: list[str] | None = None, base_dir: Path | None = None) -> Spec:
     if not isinstance(raw, dict):
         raise SpecError(f"a spec must be a YAML mapping, got {type(raw).__name__}")
+    if TASKS in raw:
+        raise SpecError(f"this spec names several tasks ({TASKS}:); `raytailor search` runs them, `raytailor tailor` "
+                        "takes a spec with one data section")
     raw = apply_overrides(raw, overrides or [])
     spec = _build(Spec, raw, "spec")
     spec = dataclasses.replace(spec, base_dir=str(base_dir or Path.cwd()))

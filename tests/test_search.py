@@ -687,3 +687,89 @@ def test_a_full_disk_mid_search_leaves_tables_for_the_finished_trials(tmp_path, 
     assert summary["completed"] == 1 and summary["trials"] == 2
     assert sorted(p.name for p in (out / "models").iterdir()) == sorted(
         r["trial_id"] for r in pq.read_table(out / "pareto.parquet").to_pylist())
+
+
+TWO_TASKS = {
+    **{k: v for k, v in TINY.items() if k != "data"},
+    "name": "two-tasks",
+    "data": {k: v for k, v in TINY["data"].items() if k not in ("num_classes", "seed")},
+    "tasks": [{"name": "four", "data": {"num_classes": 4, "seed": 1}},
+              {"name": "three", "data": {"num_classes": 3, "seed": 2}, "target": {"max_drop": 90.0},
+               "teacher": {"epochs": 1}}],
+    "search": {**TINY["search"], "trials": 2, "max_concurrent": 2},
+}
+
+
+@pytest.mark.slow
+def test_a_multitask_search_keeps_tasks_apart_resumes_and_banks_every_task(tmp_path, env):
+    """Two tasks in one search, interrupted once a trial ended and resumed: each task has its own
+    folder (teacher, study, tables, front, models) holding its trials only, the search's summary
+    adds them up, and `raytailor bank` on the search folder serves each task's leanest model
+    exactly as its own export does."""
+    import torch
+
+    process, log, out = _start_search(TWO_TASKS, tmp_path, env)
+    deadline = time.time() + SEARCH_TIMEOUT
+    while time.time() < deadline and process.poll() is None and not any(
+            _finished_in_journal(out / task / "optuna.journal") for task in ("four", "three")):
+        time.sleep(0.5)
+    assert process.poll() is None, "the search ended before it was interrupted:\n" + log_text(log)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=COMMAND_TIMEOUT)
+    assert f"raytailor resume {out}" in log_text(log)
+    ended = {task: {r["trial_id"]: r for r in pq.read_table(out / task / "trials.parquet").to_pylist()
+                    if r["status"] == "TERMINATED"}
+             for task in ("four", "three") if (out / task / "trials.parquet").is_file()}
+    assert sum(map(len, ended.values())) >= 1
+
+    done = _cli("resume", str(out), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("reusing the cached teacher") == 2
+    configs = {json.loads((p / "params.json").read_text())["task"]: [] for p in (out / "trials").iterdir()
+               if (p / "params.json").is_file()}
+    for p in (out / "trials").iterdir():
+        if (p / "params.json").is_file():
+            configs[json.loads((p / "params.json").read_text())["task"]].append(p.name)
+    assert sorted(configs) == ["four", "three"] and all(len(names) == 2 for names in configs.values())
+    teachers = {task: json.loads((out / task / "teacher.json").read_text()) for task in configs}
+    assert teachers["four"]["cache_key"] != teachers["three"]["cache_key"]
+    assert teachers["three"]["accuracy_target"] == pytest.approx(teachers["three"]["val_accuracy"] - 90.0)
+    summary = json.loads((out / "summary.json").read_text())
+    for task in ("four", "three"):
+        rows = pq.read_table(out / task / "trials.parquet").to_pylist()
+        assert len(rows) == 2 and all(r["status"] in ("TERMINATED", "STOPPED") for r in rows)
+        assert {r["trial_id"] for r in rows} == {n.split("_")[2] for n in configs[task]}  # its own trials only
+        # early stopping judged each task's trials against that task's alone
+        record = json.loads((out / task / "early_stopping.json").read_text())
+        judged = {t for points in record["rungs"].values() for t in points} | set(record["finished"])
+        other = {n.split("_")[2] for other, names in configs.items() if other != task for n in names}
+        assert judged and not judged & other
+        for trial_id, row in ended.get(task, {}).items():  # kept, not redone
+            again = next(r for r in rows if r["trial_id"] == trial_id)
+            assert (again["val_accuracy"], again["macs"]) == (row["val_accuracy"], row["macs"])
+        study = optuna.load_study(study_name=task, storage=journal_storage(out / task / "optuna.journal"))
+        sampled = [t for t in study.trials if "submodel" not in t.user_attrs]
+        assert len(sampled) == 2 and all(t.state.is_finished() for t in study.trials)
+        assert {t.user_attrs["ray_trial_id"] for t in sampled} == {r["trial_id"] for r in rows}
+        own = json.loads((out / task / "summary.json").read_text())
+        assert summary["tasks"][task]["leanest"]["trial_id"] == own["leanest"]["trial_id"]
+        assert summary["tasks"][task]["teacher"]["val_accuracy"] == teachers[task]["val_accuracy"]
+    assert summary["totals"]["trials"] == 4 and summary["totals"]["tasks"] == 2
+    # the frozen backbone is in the object store once for both tasks: what each task would hold
+    # of its own, less one copy of every backbone tensor but the classifier
+    from raytailor.backbones import create_backbone
+
+    frozen = sum(p.numel() * 4 for name, p in create_backbone("resnet20", num_classes=3).state_dict().items()
+                 if not name.startswith("classifier."))
+    saved = summary["totals"]["separate_bytes"] - summary["totals"]["object_store_bytes"]
+    assert saved == pytest.approx(frozen, rel=0.02)
+
+    banked = _cli("bank", str(out), "--out", str(tmp_path / "bank"), "--json", env=env)
+    assert banked.returncode == 0, banked.stderr
+    bank = raytailor.load_bank(tmp_path / "bank")
+    assert sorted(bank.tasks) == ["four", "three"]  # every task has a feasible model (targets far below)
+    x = torch.rand(5, 3, 16, 16)
+    for task in bank.tasks:
+        standalone = raytailor.load_tailored(out / task / "models" / summary["tasks"][task]["leanest"]["trial_id"])
+        with torch.no_grad():
+            assert torch.equal(bank.model(task)(x), standalone(x))

@@ -269,8 +269,8 @@ def test_search_progress_says_where_each_trial_is_and_what_it_would_produce():
     from raytailor.search.progress import SearchProgress
 
     class Trial:
-        def __init__(self, trial_id):
-            self.trial_id, self.last_result = trial_id, {}
+        def __init__(self, trial_id, config=None):
+            self.trial_id, self.last_result, self.config = trial_id, {}, config or {}
 
     stream = io.StringIO()
     progress = SearchProgress(trials=4, concurrent=2, accuracy_target=90.0, stream=stream, plain=True)
@@ -295,6 +295,20 @@ def test_search_progress_says_where_each_trial_is_and_what_it_would_produce():
     assert table[2].split() == ["aaaa1111", "stopped", "student", "1", "85.00", "5,000,000", "no"]
     assert table[3].split() == ["bbbb2222", "done", "student", "3", "96.00", "7,000,000", "yes"]
     assert pickle.loads(pickle.dumps(progress)).lines == {}
+
+    # a multi-task search: each trial judged against its task's target, the leanest per task
+    progress = SearchProgress(trials=4, concurrent=2, accuracy_target={"easy": 90.0, "hard": 50.0},
+                              stream=io.StringIO(), plain=True)
+    for trial_id, task, accuracy, macs in (("e1", "easy", 80.0, 1e6), ("h1", "hard", 60.0, 2e6)):
+        trial = Trial(trial_id, {"task": task})
+        progress.on_trial_start(0, [], trial)
+        trial.last_result = {"finished": True, "val_accuracy": accuracy, "macs": macs, "epochs": 3}
+        progress.on_trial_result(0, [], trial, trial.last_result)
+        progress.on_trial_complete(0, [], trial)
+    assert "to go; hard: leanest feasible 2,000,000 MACs (h1);" in progress.summary()
+    table = progress.table().splitlines()
+    assert table[1].split()[:2] == ["task", "trial"] and table[2].split()[:2] == ["easy", "e1"]
+    assert table[2].split()[-1] == "no" and table[3].split()[-1] == "yes"
 
 
 def test_a_stopped_trial_shows_its_last_estimate_in_hparams_as_in_the_tables():
@@ -341,3 +355,94 @@ def test_resume_brings_the_study_up_to_the_trial_folders(tmp_path):
     assert by_ray["cut"].state == optuna.trial.TrialState.WAITING
     again = study.ask()
     assert again.number == by_ray["cut"].number and again.suggest_float("theta", 0.01, 0.2) == values["cut"]
+
+
+def test_tasks_of_one_search_put_their_common_backbone_into_the_object_store_once():
+    """Two tasks' SharedTasks, each loaded on its own: after sharing, every frozen tensor is one
+    array for both and is serialised once (what Ray's object store holds); each task's fresh
+    classifier, data and teacher stay its own, and each task's trial builds the same networks."""
+    import torch
+
+    from raytailor.run import prepare
+    from raytailor.search.shared import SharedTask, serialized_bytes, to_numpy_state
+
+    tasks = {}
+    for name, classes in (("three", 3), ("five", 5)):
+        spec = parse_spec({"name": name, "method": "nettailor",
+                           "backbone": {"arch": "resnet20", "weights": "asset:resnet20_shapes16.safetensors"},
+                           "data": {"dataset": "synthetic", "image_size": 16, "num_classes": classes,
+                                    "samples_per_class": 6}, "device": "cpu"})
+        prepared = prepare(spec)
+        tasks[name] = (prepared, SharedTask.from_prepared(prepared, teacher_state=to_numpy_state(prepared.pretrained),
+                                                          teacher_metrics={"val_accuracy": 50.0}))
+    (three_prepared, three), (five_prepared, five) = tasks.values()
+    separate = serialized_bytes({"three": three, "five": five})
+    frozen = sum(a.nbytes for k, a in five.backbone_state.items() if not k.startswith("classifier."))
+    shared_bytes = five.share_backbone_with(three)
+    assert shared_bytes == frozen  # every tensor but the classifier (3 vs 5 classes)
+    assert all(five.backbone_state[k] is three.backbone_state[k] for k in five.backbone_state
+               if not k.startswith("classifier."))
+    together = serialized_bytes({"three": three, "five": five})
+    assert separate - together == pytest.approx(frozen, rel=0.01)
+    x = torch.randn(2, 3, 16, 16)
+    for prepared, task in ((three_prepared, three), (five_prepared, five)):
+        built, _ = task.materialise()
+        assert torch.equal(prepared.pretrained.eval()(x), built.pretrained.eval()(x))
+
+
+class _ScriptedSearcher:
+    """A task's searcher: hands out numbered configs and records what it is told."""
+
+    metric, mode = ["val_accuracy", "macs"], ["max", "min"]
+
+    def __init__(self):
+        self.asked, self.results, self.completed = [], [], []
+
+    def suggest(self, trial_id):
+        self.asked.append(trial_id)
+        return {"skips": len(self.asked)}
+
+    def on_trial_result(self, trial_id, result):
+        self.results.append(trial_id)
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.completed.append((trial_id, error))
+
+
+def test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_every_trial():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    from raytailor.search.tasks import TaskScheduler, TaskSearcher
+
+    searchers = {"a": _ScriptedSearcher(), "b": _ScriptedSearcher()}
+    router = TaskSearcher(searchers, budgets={"a": 3, "b": 1})
+    configs = [router.suggest(f"t{i}") for i in range(5)]
+    assert [c["task"] for c in configs[:4]] == ["a", "b", "a", "a"] and configs[4] == Searcher.FINISHED
+    assert configs[2] == {"skips": 2, "task": "a"}
+    router.on_trial_result("t1", {"epochs": 1})
+    router.on_trial_complete("t1", {"val_accuracy": 1.0})
+    router.on_trial_complete("t0", None, error=True)
+    assert searchers["b"].results == ["t1"] and searchers["b"].completed == [("t1", False)]
+    assert searchers["a"].completed == [("t0", True)] and searchers["a"].results == []
+
+    class Decides(TrialScheduler):
+        def __init__(self, decision):
+            self.decision, self.seen = decision, []
+
+        def on_trial_result(self, controller, trial, result):
+            self.seen.append(trial.trial_id)
+            return self.decision
+
+        def on_trial_complete(self, controller, trial, result):
+            self.seen.append(f"{trial.trial_id} done")
+
+    schedulers = {"a": Decides(TrialScheduler.STOP), "b": Decides(TrialScheduler.CONTINUE)}
+    scheduler = TaskScheduler(schedulers)
+    trial_a, trial_b = (SimpleNamespace(trial_id=i, config={"task": t}) for i, t in (("t0", "a"), ("t1", "b")))
+    assert scheduler.on_trial_result(None, trial_a, {}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, trial_b, {}) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, trial_b, {})
+    assert schedulers["a"].seen == ["t0"] and schedulers["b"].seen == ["t1", "t1 done"]

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from raytailor.errors import SpecError
-from raytailor.spec import load_spec, parse_spec
+from raytailor.spec import MultiTaskSpec, load_search_spec, load_spec, parse_multitask_spec, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "search_spaces" / "demo.yaml"
@@ -80,7 +80,57 @@ def test_missing_and_invalid_files(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_spec_is_valid(path):
-    spec = load_spec(path)
-    assert spec.space and spec.method_config() is not None
-    for name, param in spec.space.items():
-        assert param.default is not None, f"{path.name}: {name} needs a default for `raytailor tailor`"
+    loaded = load_search_spec(path)
+    for spec in loaded.tasks.values() if isinstance(loaded, MultiTaskSpec) else [loaded]:
+        assert spec.space and spec.method_config() is not None
+        for name, param in spec.space.items():
+            assert param.default is not None, f"{path.name}: {name} needs a default for `raytailor tailor`"
+
+
+def _two_tasks():
+    raw = _raw()
+    raw.pop("data")
+    raw["data"] = {"image_size": 16, "val_fraction": 0.2}  # defaults for every task
+    raw["tasks"] = [{"name": "digits4", "data": {"dataset": "digits", "num_classes": 4}},
+                    {"name": "digits10", "data": {"dataset": "digits", "val_fraction": 0.1},
+                     "target": {"max_drop": 3.0}, "teacher": {"epochs": 2}}]
+    return raw
+
+
+def test_a_spec_with_tasks_gives_each_task_its_own_whole_spec():
+    multi = parse_multitask_spec(_two_tasks(), overrides=["search.trials=3", "teacher.lr=0.2"])
+    assert list(multi.tasks) == ["digits4", "digits10"] and multi.name == "demo-digits-resnet20"
+    four, ten = multi.tasks.values()
+    assert four.name == "demo-digits-resnet20-digits4" and four.data.num_classes == 4
+    assert four.data.image_size == ten.data.image_size == 16  # the shared data defaults
+    assert four.data.val_fraction == 0.2 and ten.data.val_fraction == 0.1  # the task's own wins
+    assert four.target.max_drop == 1.5 and ten.target.max_drop == 3.0
+    assert (four.teacher.epochs, ten.teacher.epochs) == (15, 2) and four.teacher.lr == ten.teacher.lr == 0.2
+    assert four.search.trials == ten.search.trials == 3 and four.space == ten.space
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda r: r.update(tasks=[]), "non-empty list"),
+    (lambda r: r["tasks"][1].update(name="digits4"), "given to two tasks"),
+    (lambda r: r["tasks"][0].update(name="trials"), "folder name"),
+    (lambda r: r["tasks"][0].update(name="a/b"), "folder name"),
+    (lambda r: r["tasks"][0].update(space={}), "unknown key 'space'.*shared"),
+    (lambda r: r["tasks"][0].pop("data"), "digits4.*missing required key 'data'"),
+    (lambda r: r["tasks"][1]["data"].update(image_size=4), "task digits10: data.image_size must be >= 8"),
+    (lambda r: r["tasks"][1].update(target=[1]), r"tasks\[1\].target must be a mapping"),
+])
+def test_bad_tasks_are_refused_in_one_line_naming_the_task(mutate, message):
+    raw = _two_tasks()
+    mutate(raw)
+    with pytest.raises(SpecError, match=message) as error:
+        parse_multitask_spec(raw)
+    assert "\n" not in str(error.value)
+
+
+def test_tailor_takes_one_task_and_search_loads_either(tmp_path):
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(_two_tasks()))
+    with pytest.raises(SpecError, match="raytailor search"):
+        load_spec(path)
+    assert isinstance(load_search_spec(path), MultiTaskSpec)
+    assert not isinstance(load_search_spec(DEMO), MultiTaskSpec)

@@ -70,10 +70,12 @@ class TablesAsTrialsEnd(tune.Callback):
     Trials that ended are read once (their folders no longer change), so a search of n trials
     lists its experiment n times, not n^2 folders."""
 
-    def __init__(self, *, out_dir: Path, spec: Any, accuracy_target: float, metadata: dict[str, str]) -> None:
+    def __init__(self, *, out_dir: Path, spec: Any, accuracy_target: float, metadata: dict[str, str],
+                 ended: dict | None = None) -> None:
         self.out_dir, self.spec, self.accuracy_target = Path(out_dir), spec, accuracy_target
         self.metadata = dict(metadata)
-        self._ended: dict[str, Any] = {}  # folder -> TrialRecord
+        # folder -> TrialRecord of trials that ended; the tasks of a multi-task search share one
+        self._ended: dict[str, Any] = {} if ended is None else ended
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial.trial_id)

@@ -5,6 +5,10 @@ A search folder that was moved or copied (shared on NFS, between people) is resu
 is now and never writes into the original: nothing of a search records its own absolute path
 except ``search.json``'s storage, which is used only when the experiment is not in the folder
 (remote storage).
+
+A multi-task search holds one folder per task (``<search>/<task>/``, the single-task layout
+without ``trials/``): every task's trials are in the search's one experiment, each trial's
+config naming its task; the task folder's ``search.json`` says which task it is.
 """
 
 from __future__ import annotations
@@ -20,9 +24,25 @@ def storage_location(out_dir: Path, storage: str | None) -> str:
     return str(out_dir) if storage is None else f"{storage.rstrip('/')}/{out_dir.name}"
 
 
+def task_of(out_dir: Path) -> str | None:
+    """The task a task folder of a multi-task search holds (None: a single-task search folder)."""
+    record = Path(out_dir) / "search.json"
+    if not record.is_file():
+        return None
+    task = json.loads(record.read_text()).get(TASK)
+    return task if isinstance(task, str) else None
+
+
+TASK = "task"  # the key naming a trial's task in its config and a task folder in its search.json
+
+
 def experiment_path(out_dir: Path) -> str:
     """The Ray experiment folder of a search: inside the folder itself when it is there (a moved
-    or copied folder included), else the remote storage recorded in search.json."""
+    or copied folder included), else the remote storage recorded in search.json; a task
+    folder's is its multi-task search's."""
+    out_dir = Path(out_dir)
+    if task_of(out_dir) is not None:
+        return experiment_path(out_dir.parent)
     record = out_dir / "search.json"
     if (out_dir / EXPERIMENT).is_dir() or not record.is_file():
         return str(out_dir / EXPERIMENT)

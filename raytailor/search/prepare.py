@@ -1,4 +1,9 @@
-"""Prepare a search once: data, backbone, teacher (as a Ray task, cached) -> SharedTask."""
+"""Prepare a search once: data, backbone, teacher (as a Ray task, cached) -> SharedTask.
+
+A multi-task search prepares every task here: the teachers that are not cached train side by
+side as Ray tasks, and every task's frozen backbone tensors are the first task's arrays (one
+copy in the object store for all of them).
+"""
 
 from __future__ import annotations
 
@@ -22,20 +27,36 @@ def _train_teacher(spec: Spec) -> tuple[dict, dict]:
 def prepare_shared(spec: Spec, *, prepared: Prepared | None = None, verbose: bool = True) -> SharedTask:
     """The shared task; ``prepared``: the data and backbone already loaded in this process (on
     the CPU), else they are loaded here. The teacher comes from the cache or a Ray task."""
-    key = teacher_key(spec)
-    cached = load_teacher(key)
-    if cached is None:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and spec.device != "cpu" else 0
-        if verbose:
-            print(f"[prepare] training the teacher ({spec.teacher.epochs} epochs) as a Ray task"
-                  f"{' on a GPU' if gpus else ''}", file=sys.stderr, flush=True)
-        task = ray.remote(num_cpus=1, num_gpus=gpus)(_train_teacher)
-        state, metrics = ray.get(task.remote(spec))
-        store_teacher(key, state, metrics)
-    else:
-        state, metrics = cached
-        if verbose:
-            print(f"[prepare] reusing the cached teacher {key} (val {metrics['val_accuracy']:.2f}%)",
-                  file=sys.stderr, flush=True)
-    prepared = prepared or prepare(spec, device="cpu")  # a cluster's head node may have no GPU
-    return SharedTask.from_prepared(prepared, teacher_state=state, teacher_metrics=metrics, teacher_key=key)
+    return prepare_tasks({None: spec}, prepared={None: prepared} if prepared else None, verbose=verbose)[None]
+
+
+def prepare_tasks(specs: dict, *, prepared: dict | None = None, verbose: bool = True) -> dict:
+    """``{task: SharedTask}`` for ``{task: spec}``; ``prepared``: tasks already loaded in this
+    process. Teachers missing from the cache train at once, side by side."""
+    keys = {task: teacher_key(spec) for task, spec in specs.items()}
+    teachers = {task: load_teacher(key) for task, key in keys.items()}
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    training = {}
+    for task, spec in specs.items():
+        label = "" if task is None else f" of {task}"
+        if teachers[task] is None:
+            on_gpu = gpus if spec.device != "cpu" else 0
+            if verbose:
+                print(f"[prepare] training the teacher{label} ({spec.teacher.epochs} epochs) as a Ray task"
+                      f"{' on a GPU' if on_gpu else ''}", file=sys.stderr, flush=True)
+            training[task] = ray.remote(num_cpus=1, num_gpus=on_gpu)(_train_teacher).remote(spec)
+        elif verbose:
+            print(f"[prepare] reusing the cached teacher{label} {keys[task]} "
+                  f"(val {teachers[task][1]['val_accuracy']:.2f}%)", file=sys.stderr, flush=True)
+    for task, ref in training.items():
+        teachers[task] = ray.get(ref)
+        store_teacher(keys[task], *teachers[task])
+    shared: dict = {}
+    for task, spec in specs.items():
+        loaded = (prepared or {}).get(task) or prepare(spec, device="cpu")  # a head node may have no GPU
+        state, metrics = teachers[task]
+        shared[task] = SharedTask.from_prepared(loaded, teacher_state=state, teacher_metrics=metrics,
+                                                teacher_key=keys[task])
+        if len(shared) > 1:
+            shared[task].share_backbone_with(next(iter(shared.values())))
+    return shared

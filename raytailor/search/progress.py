@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
+from raytailor.search.location import TASK
 from raytailor.search.trainable import EPOCHS, ESTIMATE, FAILED, FINISHED
 
 
@@ -33,6 +34,7 @@ class TrialLine:
     cost: float | None = None
     started: float = 0.0
     ended: float | None = None
+    task: str | None = None          # a multi-task search: the trial's task
 
 
 def stage_of(result: dict[str, Any]) -> str | None:
@@ -43,10 +45,13 @@ def stage_of(result: dict[str, Any]) -> str | None:
 
 
 class SearchProgress(tune.Callback):
-    def __init__(self, *, trials: int, concurrent: int, accuracy_target: float, cost: str = "macs",
-                 interval: float = 15.0, stream: TextIO | None = None, plain: bool | None = None) -> None:
+    def __init__(self, *, trials: int, concurrent: int, accuracy_target: float | dict[str | None, float],
+                 cost: str = "macs", interval: float = 15.0, stream: TextIO | None = None,
+                 plain: bool | None = None) -> None:
+        """``accuracy_target``: the search's, or a multi-task search's by task."""
         self.total, self.concurrent = trials, concurrent
-        self.accuracy_target, self.cost = accuracy_target, cost
+        self.targets = accuracy_target if isinstance(accuracy_target, dict) else {None: accuracy_target}
+        self.cost = cost
         self.interval = interval
         self.stream = stream
         self.plain = plain
@@ -55,11 +60,11 @@ class SearchProgress(tune.Callback):
 
     # ---- Tune callback hooks -------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.lines[trial.trial_id] = TrialLine(started=time.monotonic())
+        self.lines[trial.trial_id] = TrialLine(started=time.monotonic(), task=trial.config.get(TASK))
         self._event(f"{trial.trial_id} started")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        line = self.lines.setdefault(trial.trial_id, TrialLine(started=time.monotonic()))
+        line = self.lines.setdefault(trial.trial_id, TrialLine(started=time.monotonic(), task=trial.config.get(TASK)))
         stage = stage_of(result)
         if stage is not None and stage != line.stage and not result.get(FINISHED):
             line.stage = stage
@@ -101,11 +106,12 @@ class SearchProgress(tune.Callback):
         text = (f"[search] {len(ended)}/{self.total} done"
                 + (f" ({stopped} stopped" + (f", {failed} failed)" if failed else ")") if stopped or failed else "")
                 + f", {running} running, {to_go} to go")
-        feasible = [(line.cost, trial) for trial, line in self.lines.items() if line.status == "done"
-                    and line.accuracy is not None and line.accuracy >= self.accuracy_target]
-        if feasible:
-            cost, trial = min(feasible)
-            text += f"; leanest feasible {cost:,.0f} {self._label()} ({trial})"
+        for task in self.targets:
+            feasible = [(line.cost, trial) for trial, line in self.lines.items() if line.status == "done"
+                        and line.task == task and self._feasible(line)]
+            if feasible:
+                cost, trial = min(feasible)
+                text += f"; {'' if task is None else f'{task}: '}leanest feasible {cost:,.0f} {self._label()} ({trial})"
         durations = [line.ended - line.started for line in ended if line.ended is not None]
         if durations and (running or to_go):
             left = sum(durations) / len(durations) * (running / 2 + to_go) / max(self.concurrent, 1)
@@ -113,15 +119,20 @@ class SearchProgress(tune.Callback):
         return text
 
     def table(self) -> str:
-        rows = [f"  {'trial':<9} {'status':<8} {'stage':<12} {'epochs':>6}  {'val acc':>7}  "
+        tasks = "" if list(self.targets) == [None] else f"{'task':<13}"
+        rows = [f"  {tasks}{'trial':<9} {'status':<8} {'stage':<12} {'epochs':>6}  {'val acc':>7}  "
                 f"{self._label():>12}  feasible"]
         for trial, line in self.lines.items():
             accuracy = f"{line.accuracy:7.2f}" if line.accuracy is not None else f"{'-':>7}"
             cost = f"{line.cost:12,.0f}" if line.cost is not None else f"{'-':>12}"
-            feasible = "-" if line.accuracy is None else "yes" if line.accuracy >= self.accuracy_target else "no"
-            rows.append(f"  {trial:<9} {line.status:<8} {line.stage[:12]:<12} {line.epochs:>6}  {accuracy}  {cost}  "
+            feasible = "-" if line.accuracy is None else "yes" if self._feasible(line) else "no"
+            task = "" if line.task is None else f"{line.task[:12]:<13}"
+            rows.append(f"  {task}{trial:<9} {line.status:<8} {line.stage[:12]:<12} {line.epochs:>6}  {accuracy}  {cost}  "
                         f"{feasible}")
         return "\n".join([self.summary(), *rows])
+
+    def _feasible(self, line: TrialLine) -> bool:
+        return line.accuracy is not None and line.accuracy >= self.targets.get(line.task, float("inf"))
 
     def _label(self) -> str:
         return "MACs" if self.cost == "macs" else self.cost

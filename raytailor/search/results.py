@@ -14,7 +14,7 @@ from raytailor.front_plot import plot_front
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
 from raytailor.search.early_stopping import RECORD_FILE, Stop, stopped_trials
-from raytailor.search.location import experiment_path
+from raytailor.search.location import TASK, experiment_path, task_of
 from raytailor.search.space import is_integer_range
 from raytailor.search.trainable import EPOCHS, FAILED, FINISHED, is_finished
 from raytailor.search.trial_folders import TrialRecord, local_folder, read_trials
@@ -106,11 +106,18 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
     return [row for trial_id in sorted(by_trial) for row in by_trial[trial_id]], checkpoints
 
 
+def search_records(out_dir: Path, *, known: dict[str, TrialRecord] | None = None) -> list[TrialRecord]:
+    """The trials of the search (or, a task folder of a multi-task search, of the task) in ``out_dir``."""
+    task = task_of(Path(out_dir))
+    return [r for r in read_trials(experiment_path(out_dir), known=known)
+            if task is None or r.config.get(TASK) == task]
+
+
 def search_rows(out_dir: Path, spec: Spec, accuracy_target: float, *, known: dict[str, TrialRecord] | None = None
                 ) -> tuple[list[TrialRecord], list[dict], dict[str, tuple[TrialRecord, str]]]:
     """(records, rows, checkpoints) of the search in ``out_dir``, read from its trial folders
     (``known``: records of ended trials, by folder, not read again) with its early stops."""
-    records = read_trials(experiment_path(out_dir), known=known)
+    records = search_records(out_dir, known=known)
     rows, checkpoints = rows_from_trials(records, spec, accuracy_target,
                                          stopped=stopped_trials(Path(out_dir) / RECORD_FILE))
     return records, rows, checkpoints
@@ -192,8 +199,11 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
 
 def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
     teacher, best = summary["teacher"], summary["leanest"]
+    task = task_of(out_dir)
+    tag = "[search]" if task is None else f"[search {task}]"
+    search_dir = out_dir if task is None else out_dir.parent
     lines = [
-        f"[search] {summary['completed']}/{summary['trials']} trials completed"
+        f"{tag} {summary['completed']}/{summary['trials']} trials completed"
         + (f" ({summary['models']} sub-models)" if summary["models"] != summary["completed"] else "")
         + (f", {summary['stopped']} stopped early (reasons in {TRIALS_FILE})" if summary["stopped"] else "")
         + f", {summary['feasible']} feasible "
@@ -201,16 +211,48 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
         f"{summary['front']} on the front",
     ]
     if best is None:
-        lines.append("[search] no trial met the accuracy target; relax target.max_drop or widen the space")
+        lines.append(f"{tag} no trial met the accuracy target; relax target.max_drop or widen the space")
     else:
         lines.append(
-            f"[search] leanest feasible: {best['trial_id']}  val {best['val_accuracy']:.2f}%  test "
+            f"{tag} leanest feasible: {best['trial_id']}  val {best['val_accuracy']:.2f}%  test "
             f"{best['test_accuracy']:.2f}%  params {best['params']:,} ({best['params'] / teacher['params']:.0%} of teacher)  "
             f"MACs {best['macs']:,} ({best['macs'] / teacher['macs']:.0%})"
         )
     if summary["unfinished"] > 0:
-        lines.append(f"[search] interrupted with {summary['unfinished']} trial(s) to go; continue with "
-                     f"`raytailor resume {out_dir}` (finished trials are kept)")
-    lines.append(f"[search] front: {out_dir / 'pareto.parquet'}  plot: {out_dir / 'pareto.png'}  "
+        lines.append(f"{tag} interrupted with {summary['unfinished']} trial(s) to go; continue with "
+                     f"`raytailor resume {search_dir}` (finished trials are kept)")
+    lines.append(f"{tag} front: {out_dir / 'pareto.parquet'}  plot: {out_dir / 'pareto.png'}  "
                  f"models: {out_dir / 'models'}  tensorboard --logdir {experiment_path(out_dir)}")
     return "\n".join(lines)
+
+
+COMBINED_KEYS = ("trials", "completed", "stopped", "trained_epochs", "models", "feasible", "front")
+
+
+def write_combined_summary(out_dir: Path, tasks: list[str], *, object_store_bytes: int, separate_bytes: int,
+                           verbose: bool = True) -> dict:
+    """A multi-task search's summary.json, from its tasks' own: per task the teacher, the
+    leanest feasible model and the counts; the totals; and what the tasks' shared data,
+    backbone and teachers take in the object store (the backbone stored once) against each task
+    holding its own (``separate_bytes``)."""
+    per_task = {}
+    for task in tasks:
+        summary = json.loads((out_dir / task / "summary.json").read_text())
+        best = summary["leanest"]
+        per_task[task] = {
+            "teacher": {k: summary["teacher"].get(k) for k in ("val_accuracy", "test_accuracy", "params", "macs")},
+            "leanest": None if best is None else {k: best.get(k) for k in (
+                "trial_id", "val_accuracy", "test_accuracy", "params", "macs", "task_params")},
+            **{k: summary[k] for k in COMBINED_KEYS},
+        }
+    totals = {"tasks": len(tasks), **{k: sum(t[k] for t in per_task.values()) for k in COMBINED_KEYS},
+              "with_feasible_model": sum(t["leanest"] is not None for t in per_task.values()),
+              "object_store_bytes": object_store_bytes, "separate_bytes": separate_bytes}
+    combined = {"tasks": per_task, "totals": totals}
+    (out_dir / "summary.json").write_text(json.dumps(combined, indent=2, default=str))
+    if verbose:
+        print(f"[search] {len(tasks)} tasks, {totals['with_feasible_model']} with a feasible model; shared data, "
+              f"backbone and teachers {object_store_bytes / 1e6:.1f} MB in the object store "
+              f"({separate_bytes / 1e6:.1f} MB if each task held its own); summary: {out_dir / 'summary.json'}",
+              file=sys.stderr, flush=True)
+    return combined

@@ -3,6 +3,11 @@
 Output folder (``--out``): spec.yaml, teacher.json, optuna.journal (the study), trials/ (Ray's
 experiment: one folder per trial with TensorBoard events), trials.parquet, submodels.parquet,
 pareto.parquet, pareto.png, models/<id>/, summary.json, early_stopping.json (its decisions).
+
+A multi-task search (a spec with ``tasks:``) runs every task in the one experiment: the folder
+holds spec.yaml (as written), search.json, trials/ (every task's trials) and summary.json (per
+task and in total), and one folder per task with the files above but trials/ (its spec.yaml is
+the task's own single-task spec).
 """
 
 from __future__ import annotations
@@ -18,21 +23,48 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
-from raytailor.search.location import EXPERIMENT, experiment_path, experiment_storage, storage_location
-from raytailor.search.results import final_metrics, search_rows, write_outputs
+from raytailor.search.location import EXPERIMENT, TASK, experiment_path, experiment_storage, storage_location
+from raytailor.search.results import (
+    final_metrics,
+    search_records,
+    search_rows,
+    write_combined_summary,
+    write_outputs,
+)
+from raytailor.search.shared import serialized_bytes
 from raytailor.search.trainable import restart_key
 from raytailor.search.trial_folders import (
     RESTARTS,
     TrialRecord,
     keep_for_restart,
-    read_trials,
     remove_restarts,
     set_aside,
 )
 from raytailor.search.space import DefineByRun
-from raytailor.spec import Spec, load_resolved_spec
+from raytailor.spec import MultiTaskSpec, Spec, load_search_spec
 
 JOURNAL = "optuna.journal"
+
+
+@dataclasses.dataclass
+class SearchTask:
+    """One task of a search and where its outputs go. ``name`` None: a single-task search, whose
+    folder is the search folder and whose trials' configs name no task."""
+
+    name: str | None
+    folder: Path
+    spec: Spec
+    study_name: str
+    trials: int = 0   # trials to run now
+    seed: int = 0     # the sampler's seed for them
+    shared: Any = None  # its SharedTask, once prepared
+
+
+def _tasks(spec: Spec | MultiTaskSpec, out_dir: Path) -> list[SearchTask]:
+    if isinstance(spec, MultiTaskSpec):
+        return [SearchTask(name, out_dir / name, task_spec, study_name=name, trials=task_spec.search.trials,
+                           seed=task_spec.search.seed) for name, task_spec in spec.tasks.items()]
+    return [SearchTask(None, out_dir, spec, study_name=out_dir.name, trials=spec.search.trials, seed=spec.search.seed)]
 
 
 def _metadata(spec: Spec) -> dict[str, str]:
@@ -114,12 +146,12 @@ def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None 
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # a trial's latest state
 
 
-def _run_trials(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, trials: int, storage: str,
-                verbose: bool, seed: int, restarts: str | None = None) -> None:
-    """Run ``trials`` trials in ``out_dir`` on Tune, its searcher on the study in the journal with
-    a sampler seeded ``seed``. The outputs are read from the trial folders afterwards: Tune's own
-    ResultGrid is never used. Building it unpickles every failed trial's ``error.pkl``, which a
-    full disk leaves empty; a failure there, once every trial has ended, is not the search's."""
+def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restarts: str | None = None) -> None:
+    """Run each task's ``trials`` in one Tune experiment, each task's searcher on the study in
+    its journal with a sampler seeded ``seed``. The outputs are read from the trial folders
+    afterwards: Tune's own ResultGrid is never used. Building it unpickles every failed trial's
+    ``error.pkl``, which a full disk leaves empty; a failure there, once every trial has ended,
+    is not the search's."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -127,31 +159,41 @@ def _run_trials(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, tria
     from raytailor.search.callbacks import RunEnded, StoppedToTensorBoard, SubmodelsToStudy, TablesAsTrialsEnd
     from raytailor.search.progress import SearchProgress
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+    from raytailor.search.tasks import ForTask, TaskScheduler, TaskSearcher
     from raytailor.search.tensorboard import TrialTensorBoard
 
+    spec = tasks[0].spec  # what is not a task's own (data, target, teacher) is the same for every task
     metrics, modes = _objective_metrics(spec)
-    searcher = ConstrainedOptunaSearch(
-        space=_space(spec), metric=metrics, mode=modes,
-        sampler=make_sampler(spec.search.sampler, seed, spec.search.trials), study_name=study_name,
-        accuracy_target=shared.accuracy_target, storage_path=out_dir / JOURNAL,
-    )
-    callbacks = [SubmodelsToStudy(journal=out_dir / JOURNAL, study_name=study_name, space=spec.space,
-                                  metrics=metrics, accuracy_target=shared.accuracy_target),
-                 TrialTensorBoard(space=spec.space),
-                 TablesAsTrialsEnd(out_dir=out_dir, spec=spec, accuracy_target=shared.accuracy_target,
-                                   metadata=_metadata(spec)),
-                 ended := RunEnded()]
+    searchers, schedulers, callbacks, ended_trials = {}, {}, [], {}
+    for task in tasks:
+        target = task.shared.accuracy_target
+        searchers[task.name] = ConstrainedOptunaSearch(
+            space=_space(task.spec), metric=metrics, mode=modes,
+            sampler=make_sampler(spec.search.sampler, task.seed, spec.search.trials), study_name=task.study_name,
+            accuracy_target=target, storage_path=task.folder / JOURNAL,
+        )
+        schedulers[task.name] = _scheduler(task.spec, task.folder, target)
+        own = [SubmodelsToStudy(journal=task.folder / JOURNAL, study_name=task.study_name, space=spec.space,
+                                metrics=metrics, accuracy_target=target),
+               TablesAsTrialsEnd(out_dir=task.folder, spec=task.spec, accuracy_target=target,
+                                 metadata=_metadata(task.spec), ended=ended_trials)]
+        if spec.search.stopping is not None:
+            own.append(StoppedToTensorBoard(record=task.folder / RECORD_FILE))
+        callbacks += own if task.name is None else [ForTask(task.name, callback) for callback in own]
+    single = tasks[0].name is None
+    searcher = searchers[None] if single else TaskSearcher(searchers, {t.name: t.trials for t in tasks})
+    callbacks += [TrialTensorBoard(space=spec.space), ended := RunEnded()]
+    trials = sum(task.trials for task in tasks)
     if verbose:
         callbacks.append(SearchProgress(trials=trials, concurrent=spec.search.max_concurrent,
-                                        accuracy_target=shared.accuracy_target,
+                                        accuracy_target={t.name: t.shared.accuracy_target for t in tasks},
                                         cost=leanest_cost(spec.objectives)))
-    if spec.search.stopping is not None:
-        callbacks.append(StoppedToTensorBoard(record=out_dir / RECORD_FILE))
+    shared = tasks[0].shared if single else {task.name: task.shared for task in tasks}
     tuner = tune.Tuner(
         _trainable(spec, shared, restarts),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            scheduler=_scheduler(spec, out_dir, shared.accuracy_target),
+            scheduler=schedulers[None] if single else TaskScheduler(schedulers),
             num_samples=trials, reuse_actors=spec.search.reuse_workers,
         ),
         run_config=_run_config(spec, storage, verbose, callbacks=callbacks),
@@ -164,39 +206,56 @@ def _run_trials(spec: Spec, out_dir: Path, shared: Any, *, study_name: str, tria
 
 
 def run_search(
-    spec: Spec, out_dir: str | Path, *, address: str | None = None, storage: str | None = None,
+    spec: Spec | MultiTaskSpec, out_dir: str | Path, *, address: str | None = None, storage: str | None = None,
     verbose: bool = True,
 ) -> dict | None:
-    """Search ``spec.space``; returns the leanest feasible trial's row (None if none)."""
+    """Search ``spec.space`` (for each task of a multi-task spec); returns the leanest feasible
+    trial's row (None if none; a multi-task search: ``{task: row}``)."""
     from raytailor.preflight import check_device, check_hyperparameters, check_output
     from raytailor.run import prepare
-    from raytailor.search.prepare import prepare_shared
 
-    if not spec.space:
-        raise SpecError("space is empty: a search needs at least one hyper-parameter to sample")
     out_dir = Path(out_dir).resolve()
+    tasks = _tasks(spec, out_dir)
+    if not tasks[0].spec.space:
+        raise SpecError("space is empty: a search needs at least one hyper-parameter to sample")
     if (out_dir / EXPERIMENT).exists():
         raise SpecError(f"{out_dir} already holds a search; continue it with `raytailor resume {out_dir}` "
                         "or choose another --out")
     # everything that can be refused is refused before a file is written or Ray starts
     check_output(out_dir)
-    if address is None:  # a private Ray instance: the trials run on this machine
-        check_device(spec)
-    prepared = prepare(spec, device="cpu")  # data and weights, checked by loading them
-    check_hyperparameters(spec, prepared.pretrained)
+    prepared = {}
+    for task in tasks:
+        if address is None:  # a private Ray instance: the trials run on this machine
+            check_device(task.spec)
+        prepared[task.name] = prepare(task.spec, device="cpu")  # data and weights, checked by loading them
+        check_hyperparameters(task.spec, prepared[task.name].pretrained)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "spec.yaml").write_text(dump_spec(spec))
     location = storage_location(out_dir, storage)
     (out_dir / "search.json").write_text(json.dumps({"storage": location, "address": address}, indent=2))
+    for task in tasks:
+        if task.name is not None:
+            task.folder.mkdir(exist_ok=True)
+            (task.folder / "spec.yaml").write_text(dump_spec(task.spec))
+            (task.folder / "search.json").write_text(json.dumps({TASK: task.name}, indent=2))
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # per-epoch reports carry no objectives
     _init_ray(address)
-    shared = prepare_shared(spec, prepared=prepared, verbose=verbose)
-    (out_dir / "teacher.json").write_text(json.dumps(
-        {**shared.teacher_metrics, "accuracy_target": shared.accuracy_target,
-         "cache_key": shared.teacher_key}, indent=2))
-    _run_trials(spec, out_dir, shared, study_name=out_dir.name, trials=spec.search.trials, storage=location,
-                verbose=verbose, seed=spec.search.seed)
-    return _finish(out_dir, spec, shared, verbose)
+    _prepare(tasks, prepared=prepared, verbose=verbose)
+    _run_trials(tasks, storage=location, verbose=verbose)
+    return _finish(out_dir, tasks, verbose)
+
+
+def _prepare(tasks: list[SearchTask], *, prepared: dict | None = None, verbose: bool) -> None:
+    """Every task's shared data, backbone and teacher (the cached teacher, or trained now), and
+    its teacher.json."""
+    from raytailor.search.prepare import prepare_tasks
+
+    shared = prepare_tasks({task.name: task.spec for task in tasks}, prepared=prepared, verbose=verbose)
+    for task in tasks:
+        task.shared = shared[task.name]
+        (task.folder / "teacher.json").write_text(json.dumps(
+            {**task.shared.teacher_metrics, "accuracy_target": task.shared.accuracy_target,
+             "cache_key": task.shared.teacher_key}, indent=2))
 
 
 def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: bool = True) -> dict | None:
@@ -207,60 +266,71 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     decisions from its record. Trials that ended (finished, stopped, failed) are kept as they
     are; an interrupted one is run again from its start with the same values (its Optuna trial
     is asked again; its folder and its early-stopping estimates are replaced); then new trials
-    up to ``search.trials``."""
+    up to ``search.trials`` (per task)."""
+    out_dir = Path(out_dir).resolve()
+    if not (out_dir / "spec.yaml").is_file():
+        raise SpecError(f"{out_dir} holds no search to resume (no spec.yaml); start a new search")
+    tasks = _tasks(load_search_spec(out_dir / "spec.yaml"), out_dir)
+    plans = [_resume_plan(task) for task in tasks]
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    _init_ray(address)
+    _prepare(tasks, verbose=verbose)  # the cached teachers: nothing is retrained
+    experiment = experiment_path(out_dir)
+    restarts = f"{experiment}/{RESTARTS}"
+    for task, (ended, interrupted, asked, study) in zip(tasks, plans):
+        target = task.shared.accuracy_target
+        _reconcile_study(task.folder / JOURNAL, task.study_name, task.spec, ended, target)
+        kept_epochs = {}
+        for record in interrupted:  # its last state waits for the trial that runs its values again
+            config = record.config or _config_of(task.spec, asked.get(record.trial_id, {}), task.name)
+            kept_epochs[record.trial_id] = keep_for_restart(record, restarts, restart_key(config))
+            set_aside(record, experiment)
+        if task.spec.search.stopping is not None and interrupted:
+            _forget_estimates(task.spec, task.folder, target, kept_epochs)
+        task.trials = max(task.spec.search.trials - len(ended), 0)
+        # a sampler seeded as at the start would draw the values it drew then again
+        task.seed = task.spec.search.seed + len(study.trials)
+    if any(task.trials for task in tasks):
+        _run_trials(tasks, storage=experiment_storage(out_dir), verbose=verbose, restarts=restarts)
+    remove_restarts(restarts)
+    return _finish(out_dir, tasks, verbose)
+
+
+def _resume_plan(task: SearchTask) -> tuple[dict[str, TrialRecord], list[TrialRecord], dict, Any]:
+    """(ended trials by id, interrupted trials, the values the study asked by trial, the study) of
+    a task of a search to resume, read from its journal and trial folders."""
     import optuna
 
-    from raytailor.search.prepare import prepare_shared
     from raytailor.search.searcher import journal_storage
 
-    out_dir = Path(out_dir).resolve()
-    journal = out_dir / JOURNAL
-    if not (out_dir / "spec.yaml").is_file() or not journal.is_file():
-        raise SpecError(f"{out_dir} holds no search to resume (no spec.yaml or {JOURNAL}); start a new search")
-    spec = load_resolved_spec(out_dir / "spec.yaml")
+    journal = task.folder / JOURNAL
+    if not journal.is_file():
+        raise SpecError(f"{task.folder} holds no search to resume (no {JOURNAL}); start a new search")
     study_names = optuna.get_all_study_names(journal_storage(journal))
     if len(study_names) != 1:
         raise SpecError(f"{journal} should hold one study, it holds {len(study_names)}; start a new search")
-    study = optuna.load_study(study_name=study_names[0], storage=journal_storage(journal))
+    task.study_name = study_names[0]
+    study = optuna.load_study(study_name=task.study_name, storage=journal_storage(journal))
     sampled = [t for t in study.get_trials(deepcopy=False) if "submodel" not in t.user_attrs]
     told = {t.user_attrs.get("ray_trial_id") for t in sampled if t.state.is_finished()}
     asked = {t.user_attrs.get("ray_trial_id"): t.params for t in sampled}  # a folder may lack params.json
-    records = read_trials(experiment_path(out_dir))
-    stopped = stopped_trials(out_dir / RECORD_FILE)
-    ended = {r.trial_id: r for r in records if _ended(r, stopped, told, spec.search.max_failures)}
-    interrupted = [r for r in records if r.trial_id not in ended]
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    _init_ray(address)
-    shared = prepare_shared(spec, verbose=verbose)  # the cached teacher: nothing is retrained
-    _reconcile_study(journal, study_names[0], spec, ended, shared.accuracy_target)
-    experiment = experiment_path(out_dir)
-    restarts = f"{experiment}/{RESTARTS}"
-    kept_epochs = {}
-    for record in interrupted:  # its last state waits for the trial that runs its values again
-        config = record.config or _config_of(spec, asked.get(record.trial_id, {}))
-        kept_epochs[record.trial_id] = keep_for_restart(record, restarts, restart_key(config))
-        set_aside(record, experiment)
-    if spec.search.stopping is not None and interrupted:
-        _forget_estimates(spec, out_dir, shared.accuracy_target, kept_epochs)
-    remaining = spec.search.trials - len(ended)
-    if remaining > 0:
-        location = experiment_storage(out_dir)
-        # a sampler seeded as at the start would draw the values it drew then again
-        _run_trials(spec, out_dir, shared, study_name=study_names[0], trials=remaining, storage=location,
-                    verbose=verbose, seed=spec.search.seed + len(study.trials), restarts=restarts)
-    remove_restarts(restarts)
-    return _finish(out_dir, spec, shared, verbose)
+    records = search_records(task.folder)
+    stopped = stopped_trials(task.folder / RECORD_FILE)
+    ended = {r.trial_id: r for r in records if _ended(r, stopped, told, task.spec.search.max_failures)}
+    return ended, [r for r in records if r.trial_id not in ended], asked, study
 
 
-def _config_of(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
+def _config_of(spec: Spec, params: dict[str, Any], task: str | None = None) -> dict[str, Any]:
     """The Tune config a trial with these Optuna ``params`` got (the searcher adds the values
-    of inactive conditional entries), for a trial folder whose params.json never arrived."""
+    of inactive conditional entries, a multi-task search the task), for a trial folder whose
+    params.json never arrived."""
     import optuna
 
+    named = {} if task is None else {TASK: task}
     try:
-        return {**params, **_space(spec)(optuna.trial.FixedTrial(params))}
+        return {**params, **_space(spec)(optuna.trial.FixedTrial(params)), **named}
     except ValueError:  # values the space no longer holds
-        return dict(params)
+        return {**params, **named}
 
 
 def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int) -> bool:
@@ -323,6 +393,17 @@ def _forget_estimates(spec: Spec, out_dir: Path, accuracy_target: float, kept_ep
     rules.forget(kept_epochs)
 
 
-def _finish(out_dir: Path, spec: Spec, shared: Any, verbose: bool) -> dict | None:
-    _, rows, checkpoints = search_rows(out_dir, spec, shared.accuracy_target)
-    return write_outputs(out_dir, rows, checkpoints, spec, shared.teacher_metrics, _metadata(spec), verbose)
+def _finish(out_dir: Path, tasks: list[SearchTask], verbose: bool) -> dict | None:
+    """Every task's outputs (tables, plot, models, summary); a multi-task search's combined
+    summary. Returns the leanest feasible row (a multi-task search: ``{task: row}``)."""
+    leanest = {}
+    for task in tasks:
+        _, rows, checkpoints = search_rows(task.folder, task.spec, task.shared.accuracy_target)
+        leanest[task.name] = write_outputs(task.folder, rows, checkpoints, task.spec, task.shared.teacher_metrics,
+                                           _metadata(task.spec), verbose)
+    if tasks[0].name is None:
+        return leanest[None]
+    write_combined_summary(out_dir, [task.name for task in tasks],
+                           object_store_bytes=serialized_bytes({task.name: task.shared for task in tasks}),
+                           separate_bytes=sum(serialized_bytes(task.shared) for task in tasks), verbose=verbose)
+    return leanest

@@ -68,6 +68,20 @@ class SharedTask:
         states = [*self.arrays.values(), *self.backbone_state.values(), *self.teacher_state.values()]
         return int(sum(a.nbytes for a in states))
 
+    def share_backbone_with(self, other: "SharedTask") -> int:
+        """Point every backbone tensor equal to ``other``'s at ``other``'s array (the frozen stem
+        and blocks; a task's fresh classifier differs and stays its own), so the tasks of one
+        search put the backbone into the object store once: Ray serialises an array that two
+        tasks hold once (pickle keeps one copy of one object). Returns the bytes now shared."""
+        shared = 0
+        for key, array in self.backbone_state.items():
+            theirs = other.backbone_state.get(key)
+            if (theirs is not None and theirs is not array and theirs.dtype == array.dtype
+                    and theirs.shape == array.shape and np.array_equal(theirs, array)):
+                self.backbone_state[key] = theirs
+                shared += array.nbytes
+        return shared
+
     def network_from_state(self, state: State, device: str | torch.device) -> BlockNetwork:
         """The network with ``state``'s tensors, copied into fresh memory on ``device`` (trials
         train their copies; the shared buffers stay read-only). Built on the meta device, so no
@@ -91,3 +105,13 @@ class SharedTask:
                             device=device)
         teacher = self.network_from_state(self.teacher_state, device).eval()
         return prepared, teacher
+
+
+def serialized_bytes(value: Any) -> int:
+    """The bytes of array data ``value`` takes in Ray's object store: Ray pickles with protocol 5
+    and keeps each array's buffer out of band, once per array object, as counted here."""
+    import pickle
+
+    buffers: list[pickle.PickleBuffer] = []
+    inline = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return len(inline) + sum(memoryview(b).nbytes for b in buffers)

@@ -24,6 +24,7 @@ from raytailor.errors import RaytailorError
 from raytailor.methods import SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import meets_target
 from raytailor.run import run_method, save_run
+from raytailor.search.location import TASK
 from raytailor.search.shared import SharedTask
 from raytailor.stage_checkpoints import INDEX, StageCheckpoints, resumable
 
@@ -100,13 +101,17 @@ def _restore(folder: Path, config: dict[str, Any], restarts: str | None) -> None
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
 
 
-def tailoring_trial(config: dict[str, Any], shared: SharedTask, restarts: str | None = None) -> None:
+def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, SharedTask],
+                    restarts: str | None = None) -> None:
     """One trial. Its training state is saved as it goes (``stage_checkpoints``; every
     ``search.checkpoint_every`` epochs and each stage's end) and handed to Tune with that
     epoch's report: a retried trial continues from it, and so does one a resume runs again
-    (``restarts``: where the resume left interrupted trials' checkpoints, by ``restart_key``)."""
+    (``restarts``: where the resume left interrupted trials' checkpoints, by ``restart_key``).
+    A multi-task search shares ``{task: SharedTask}`` and names the trial's task in its config."""
+    if isinstance(shared, dict):
+        shared = shared[config[TASK]]
     prepared, teacher = shared.materialise()
-    values = {**shared.spec.hyperparameters(), **config}
+    values = {**shared.spec.hyperparameters(), **{k: v for k, v in config.items() if k != TASK}}
     with tempfile.TemporaryDirectory() as scratch:
         stages = Path(scratch) / "stages"
         stages.mkdir()
