@@ -391,25 +391,34 @@ def test_a_trial_whose_worker_is_killed_continues_from_its_checkpoint_to_the_sam
 
 @pytest.mark.slow
 def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypatch):
+    """A two-task search on a head and two workers: trials of both tasks run on both workers, and
+    each worker's object store received the tasks' shared data once, with the frozen backbone
+    both tasks use once: fewer bytes than the two tasks would take each with its own backbone."""
     import ray
     from ray._private.internal_api import node_stats
     from ray.cluster_utils import Cluster
 
     from raytailor.search import run_search
-    from raytailor.search.prepare import prepare_shared
-    from raytailor.spec import parse_spec
+    from raytailor.spec import parse_multitask_spec
 
     monkeypatch.setenv("RAYTAILOR_CACHE", str(tmp_path / "cache"))
     one_pruning = {k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}  # placement under test
-    spec = parse_spec({**TINY, "search": {**TINY["search"], "trials": 6, "max_concurrent": 2, "early_stopping": "none"},
-                       "data": {**TINY["data"], "samples_per_class": None}, "fixed": one_pruning})
+    spec = parse_multitask_spec({**TWO_TASKS, "search": {**TINY["search"], "trials": 3, "max_concurrent": 2,
+                                                         "early_stopping": "none"}, "fixed": one_pruning})
+    from raytailor.search.prepare import _train_teacher
+    from raytailor.search.teacher_cache import store_teacher, teacher_key
+
+    for task_spec in spec.tasks.values():  # cached beforehand: no teacher's result in a worker's store
+        store_teacher(teacher_key(task_spec), *_train_teacher(task_spec))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    out = tmp_path / "search"
     try:
         ray.init(address=cluster.address, logging_level="ERROR")
-        run_search(spec, tmp_path / "search", address=cluster.address, verbose=False)
-        shared_bytes = prepare_shared(spec, verbose=False).nbytes
-        results = [json.loads(line) for p in (tmp_path / "search" / "trials").iterdir() if p.is_dir()
+        run_search(spec, out, address=cluster.address, verbose=False)
+        totals = json.loads((out / "summary.json").read_text())["totals"]
+        together, separate = totals["object_store_bytes"], totals["separate_bytes"]
+        results = [json.loads(line) for p in (out / "trials").iterdir() if p.is_dir()
                    for line in (p / "result.json").read_text().splitlines()]
         finals = [r for r in results if r.get("done")]
         assert len(finals) == 6
@@ -422,10 +431,12 @@ def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypa
             if node["NodeID"] in worker_ids:
                 stats = node_stats(node["NodeManagerAddress"], node["NodeManagerPort"]).store_stats
                 # >= 3 trials ran here; a copy per trial would be >= 3x. One copy (+ small results),
-                # and at least one: the trials here read the shared task from this node's store
-                assert shared_bytes <= stats.cumulative_created_bytes < 2 * shared_bytes, (stats, shared_bytes)
-        rows = pq.read_table(tmp_path / "search" / "trials.parquet").to_pylist()
-        assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
+                # and at least one: the trials here read the shared tasks from this node's store,
+                # the backbone once for both tasks
+                assert together <= stats.cumulative_created_bytes < separate, (stats, together, separate)
+        for task in ("four", "three"):
+            rows = pq.read_table(out / task / "trials.parquet").to_pylist()
+            assert len(rows) == 3 and all(r["status"] == "TERMINATED" for r in rows)
     finally:
         ray.shutdown()
         cluster.shutdown()
