@@ -218,6 +218,24 @@ def _run_cli(*args, cwd=None):
                           text=True, cwd=cwd, timeout=600)  # generous: a loaded 2-core CI machine
 
 
+def _main(capfd, *args) -> subprocess.CompletedProcess:
+    """The command run by ``main`` in this process, its output read at the file descriptors (what a
+    subprocess would print, libraries' loggers included), without paying a new process's imports
+    for each of the many refusals below; the real entry point's exit code is checked by the tests
+    that use ``_run_cli``. An exception ``main`` lets out fails the test, as a traceback would."""
+    capfd.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def _no_ray_started() -> bool:
+    return "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
 @pytest.mark.parametrize("edit,message", [
     ({"colour": 1}, "unknown key 'colour'"),
     ({"data": {**TINY["data"], "image_size": "x"}}, "must be an integer"),
@@ -268,16 +286,17 @@ if not torch.cuda.is_available():
 
 @pytest.mark.parametrize("command", ["tailor", "search"])
 @pytest.mark.parametrize("case", REFUSED, ids=[case[0] for case in REFUSED])
-def test_bad_input_is_refused_before_anything_is_written(tmp_path, command, case):
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, capfd, command, case):
     """One line, exit 2, no traceback, and nothing written or started: no --out folder, no Ray."""
     _, text, args, out, message = case
     spec = _spec_text(tmp_path, text)
     (tmp_path / "file").write_text("a file where a folder should go")
     before = sorted(p.name for p in tmp_path.iterdir())
-    done = _run_cli(command, str(spec), "--out", str(tmp_path / out), *args)
+    done = _main(capfd, command, str(spec), "--out", str(tmp_path / out), *args)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "ray" not in done.stderr.lower().replace("raytailor", "")
+    assert _no_ray_started()
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -313,12 +332,12 @@ BAD_FOLDERS = [
 
 
 @pytest.mark.parametrize("case", BAD_FOLDERS, ids=[case[0] for case in BAD_FOLDERS])
-def test_a_bad_folder_or_value_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
+def test_a_bad_folder_or_value_is_one_line_exit_2_and_writes_nothing(tmp_path, capfd, case):
     _, command, message = case
     (tmp_path / "file").write_text("a file where a folder should go")
     args = command(tmp_path)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
-    done = _run_cli(*args)
+    done = _main(capfd, *args)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
@@ -339,10 +358,10 @@ def test_missing_spec_and_bad_flags_exit_2(tmp_path):
     ("tailor", "prune_blocks=[-1]", "prune_blocks must be integers >= 0, got -1"),
     ("search", "prune_thetas=[1.5]", "prune_thetas must be values in [0, 1), got 1.5"),
 ])
-def test_bad_pruning_grid_is_one_line_exit_2_and_writes_nothing(tmp_path, command, value, message):
+def test_bad_pruning_grid_is_one_line_exit_2_and_writes_nothing(tmp_path, capfd, command, value, message):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(TINY))
-    done = _run_cli(command, str(spec), "--out", str(tmp_path / "out"), "--set", value)
+    done = _main(capfd, command, str(spec), "--out", str(tmp_path / "out"), "--set", value)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
     assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -206,23 +207,6 @@ def test_interrupted_search_resumes_without_losing_or_redoing_trials(tmp_path, e
     assert json.loads((tmp_path / "leanest" / "result.json").read_text())["macs"] == leanest_row["macs"]
     rebuilt = _cli("pareto", str(out), "--out", str(tmp_path / "front.parquet"), "--plot", str(tmp_path / "front.png"), env=env)
     assert rebuilt.returncode == 0 and len(rebuilt.stdout.strip().splitlines()) == len(front)
-
-
-@pytest.mark.slow
-def test_two_searches_started_at_once_on_one_machine_both_finish(tmp_path, env):
-    """Each starts its own private Ray instance: neither joins the other's, and neither one's
-    end takes the other's trials with it."""
-    spec = {**TINY, "search": {**TINY["search"], "trials": 2, "early_stopping": "none"},
-            "fixed": {k: v for k, v in TINY["fixed"].items() if k != "prune_blocks"}}
-    started = []
-    for name in ("first", "second"):
-        folder = tmp_path / name
-        folder.mkdir()
-        started.append(_start_search({**spec, "name": name}, folder, env))
-    for process, log, out in started:
-        assert process.wait(timeout=SEARCH_TIMEOUT) == 0, log_text(log)
-        rows = pq.read_table(out / "trials.parquet").to_pylist()
-        assert [r["status"] for r in rows] == ["TERMINATED"] * 2, log_text(log)
 
 
 @pytest.mark.slow
@@ -556,14 +540,28 @@ def _search(spec: dict, out: Path, env, *args) -> subprocess.CompletedProcess:
 
 
 def _study(out: Path) -> optuna.Study:
-    return optuna.load_study(study_name=out.name, storage=journal_storage(out / "optuna.journal"))
+    """The one study of the search in ``out``."""
+    storage = journal_storage(out / "optuna.journal")
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 @pytest.mark.slow
 def test_search_with_a_real_target_keeps_infeasible_models_off_the_front_and_repeats_with_its_seed(tmp_path, env):
-    first = _search(TARGETED, tmp_path / "first", env)
-    rows = pq.read_table(tmp_path / "first" / "trials.parquet").to_pylist()
-    teacher = json.loads((tmp_path / "first" / "teacher.json").read_text())
+    """The search and its repeat (same spec and seed, its own teacher cache) run at the same time
+    on one machine: each starts its own private Ray instance, neither joins the other's, neither
+    one's end takes the other's trials with it, and the repeat gives the same trials and models."""
+    started = []
+    for name, cache in (("first", "cache"), ("again", "cache-again")):
+        folder = tmp_path / name
+        folder.mkdir()
+        started.append(_start_search({**TARGETED, "name": name}, folder, {**env, "RAYTAILOR_CACHE": str(tmp_path / cache)}))
+    for process, log, _ in started:
+        assert process.wait(timeout=SEARCH_TIMEOUT) == 0, log_text(log)
+    first = SimpleNamespace(stderr=log_text(started[0][1]))
+    first_out, again_out = (out for _, _, out in started)
+    rows = pq.read_table(first_out / "trials.parquet").to_pylist()
+    teacher = json.loads((first_out / "teacher.json").read_text())
     target = teacher["accuracy_target"]
     assert target == pytest.approx(teacher["val_accuracy"] - 40.0)
     assert sorted(r["blocks_removed"] for r in rows) == [0, 8], "seed 0 no longer draws both values"
@@ -579,14 +577,14 @@ def test_search_with_a_real_target_keeps_infeasible_models_off_the_front_and_rep
     # the front, the models and the leanest pick consider feasible models only
     assert not lean["on_front"] and kept["on_front"]
     kept_model = f"{kept['trial_id']}-it0"  # its one pruning: sub-model 0
-    front = pq.read_table(tmp_path / "first" / "pareto.parquet").to_pylist()
+    front = pq.read_table(first_out / "pareto.parquet").to_pylist()
     assert [r["trial_id"] for r in front] == [kept_model]
-    assert sorted(p.name for p in (tmp_path / "first" / "models").iterdir()) == [kept_model]
-    summary = json.loads((tmp_path / "first" / "summary.json").read_text())
+    assert sorted(p.name for p in (first_out / "models").iterdir()) == [kept_model]
+    summary = json.loads((first_out / "summary.json").read_text())
     assert summary["feasible"] == 1 and summary["leanest"]["trial_id"] == kept_model
     assert f"leanest feasible: {kept_model}" in first.stderr
     # the journal holds the constraint: target - val accuracy, feasible when <= 0
-    study = _study(tmp_path / "first")
+    study = _study(first_out)
     by_value = {t.params["blocks_removed"]: t for t in study.trials}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     for value, row in ((0, kept), (8, lean)):
@@ -597,10 +595,9 @@ def test_search_with_a_real_target_keeps_infeasible_models_off_the_front_and_rep
     assert [t.params for t in study.best_trials] == [{"blocks_removed": 0}]  # Optuna's feasible front
 
     # the same spec and seed again: the same trials, in the same order, with the same models
-    _search(TARGETED, tmp_path / "again", env)
-    again = _study(tmp_path / "again")
+    again = _study(again_out)
     assert [t.params for t in again.trials] == [t.params for t in study.trials]
-    repeated = {r["blocks_removed"]: r for r in pq.read_table(tmp_path / "again" / "trials.parquet").to_pylist()}
+    repeated = {r["blocks_removed"]: r for r in pq.read_table(again_out / "trials.parquet").to_pylist()}
     for row in rows:
         assert {k: repeated[row["blocks_removed"]][k] for k in ("macs", "params", "val_accuracy", "feasible")} == {
             k: row[k] for k in ("macs", "params", "val_accuracy", "feasible")}

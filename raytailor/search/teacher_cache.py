@@ -61,6 +61,13 @@ def store_teacher(key: str, state: State, metrics: dict[str, Any]) -> Path:
 
     folder = cache_root() / "teachers" / key
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(folder / "weights.safetensors"))
-    (folder / "teacher.json").write_text(json.dumps(metrics, indent=2))  # written last: marks complete
+    # each file written beside and renamed into place: two searches of the same teacher on one
+    # machine (sharing the cache) never read a file the other is writing
+    suffix = f".tmp-{os.getpid()}"
+    weights = folder / f"weights.safetensors{suffix}"
+    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(weights))
+    os.replace(weights, folder / "weights.safetensors")
+    record = folder / f"teacher.json{suffix}"
+    record.write_text(json.dumps(metrics, indent=2))
+    os.replace(record, folder / "teacher.json")  # last: marks the entry complete
     return folder
