@@ -21,6 +21,13 @@ PY = sys.executable
 ROOT = Path(tempfile.mkdtemp(prefix="raytailor-breaks-"))
 
 MUTATIONS = [
+    ("a task's trial results reach the first task's searcher", "raytailor/search/tasks.py",
+     "            self.searchers[self.task_of[trial_id]].on_trial_complete(trial_id, result=result, error=error)",
+     "            next(iter(self.searchers.values())).on_trial_complete(trial_id, result=result, error=error)",
+     ["tests/test_search_units.py::test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_every_trial"]),
+    ("a multi-task spec's task target is ignored", "raytailor/spec.py",
+     '        for section in ("data", "target", "teacher"):', '        for section in ("data", "teacher"):',
+     ["tests/test_spec.py::test_a_spec_with_tasks_gives_each_task_its_own_whole_spec"]),
     ("a restarted stage trains from its first epoch again", "raytailor/train.py",
      "        done = saved[\"epoch\"]", "        done = 0",
      ["tests/test_stage_checkpoints.py::test_a_fit_cut_short_continues_to_the_same_weights"]),
@@ -138,13 +145,6 @@ CONTRACT = [
     ("the sampler is told the trial's own point twice", "raytailor/search/searcher.py",
      "        if params == base or not _all_finite(", "        if not _all_finite(",
      ["tests/test_method_contract.py::test_sampler_is_told_every_other_pruning_as_a_trial_of_its_own"]),
-    ("a task's trial results reach the first task's searcher", "raytailor/search/tasks.py",
-     "            self.searchers[self.task_of[trial_id]].on_trial_complete(trial_id, result=result, error=error)",
-     "            next(iter(self.searchers.values())).on_trial_complete(trial_id, result=result, error=error)",
-     ["tests/test_search_units.py::test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_every_trial"]),
-    ("a multi-task spec's task target is ignored", "raytailor/spec.py",
-     '        for section in ("data", "target", "teacher"):', '        for section in ("data", "teacher"):',
-     ["tests/test_spec.py::test_a_spec_with_tasks_gives_each_task_its_own_whole_spec"]),
     ("Optuna told the chosen sub-model's values", "raytailor/search/trainable.py",
      '    own = {f"{SAMPLED}/{k}": float("nan") if sampled is None else sampled[k] for k in OBJECTIVE_METRICS}',
      '    own = {}',
