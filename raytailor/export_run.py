@@ -43,7 +43,10 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
     if row.get("submodel") is not None:
         tune_trial = trial.removesuffix(f"-it{row['submodel']}")
         inside = submodel_dir(Path("."), row["submodel"], chosen=bool(row.get("chosen")))
-    checkpoints = sorted(run_dir.glob(f"trials/*{tune_trial}*/checkpoint_*"))
+    from raytailor.search.location import experiment_path
+
+    # a task folder of a multi-task search: its trials are in the search's experiment
+    checkpoints = sorted(Path(experiment_path(run_dir)).glob(f"*{tune_trial}*/checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / "model").is_dir():
         raise ExportError(f"trial {trial!r} finished without a model (it failed); pick another trial")
     folder = checkpoints[-1] / inside

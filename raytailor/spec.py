@@ -173,7 +173,7 @@ class Spec:
 
 TASKS = "tasks"
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-RESERVED_TASK_NAMES = ("trials", "models")  # folders of the search folder itself
+RESERVED_TASK_NAMES = ("trials", "models", "spec.yaml", "search.json", "summary.json")  # the search folder's own
 TASK_KEYS = ("name", "data", "target", "teacher")  # what a task may set; the rest is shared
 
 
@@ -202,10 +202,16 @@ def parse_multitask_spec(raw: dict, *, overrides: list[str] | None = None,
     """A ``tasks:`` spec: every task's spec checked as a whole (errors name the task)."""
     import copy
 
-    raw = apply_overrides({k: v for k, v in raw.items() if k != TASKS}, overrides or []) | {TASKS: raw[TASKS]}
+    raw = apply_overrides({k: v for k, v in raw.items() if k != TASKS}, overrides or []) | {TASKS: copy.deepcopy(raw[TASKS])}
     tasks = raw[TASKS]
     if not isinstance(tasks, list) or not tasks:
         raise SpecError(f"{TASKS} must be a non-empty list of {{name, data, target?, teacher?}}, got {tasks!r}")
+    for item in overrides or []:  # --set data.image_size=32 also wins over a task's own image_size
+        section, _, key = item.partition("=")[0].partition(".")
+        for task in tasks:
+            own = task.get(section) if isinstance(task, dict) and section in TASK_KEYS[1:] else None
+            if isinstance(own, dict) and key in own:
+                task[section] = apply_overrides({section: own}, [item])[section]
     if not isinstance(raw.get("name"), str):
         raise SpecError("spec: missing required key 'name' (a string)")
     shared = {k: v for k, v in raw.items() if k != TASKS}
@@ -219,11 +225,12 @@ def parse_multitask_spec(raw: dict, *, overrides: list[str] | None = None,
             raise SpecError(f"{where}: unknown key {unknown[0]!r}; a task sets {', '.join(TASK_KEYS)} "
                             "(everything else is shared by the tasks)")
         name = task.get("name")
-        if not isinstance(name, str) or not TASK_NAME.fullmatch(name) or name in RESERVED_TASK_NAMES:
+        if not isinstance(name, str) or not TASK_NAME.fullmatch(name) or name.lower() in RESERVED_TASK_NAMES:
             raise SpecError(f"{where}.name must be a folder name of letters, digits, '_', '-', '.' (not "
-                            f"{' or '.join(RESERVED_TASK_NAMES)}), got {name!r}")
-        if name in specs:
-            raise SpecError(f"{where}.name {name!r} is given to two tasks; name each task once")
+                            f"{', '.join(RESERVED_TASK_NAMES)}), got {name!r}")
+        if name.lower() in {other.lower() for other in specs}:
+            raise SpecError(f"{where}.name {name!r} is given to two tasks (names differing in case only are one "
+                            "folder on some file systems); name each task once")
         if "data" not in task:
             raise SpecError(f"{where} ({name}): missing required key 'data'")
         own = copy.deepcopy(shared)

@@ -309,6 +309,15 @@ def _search_folder(tmp_path, spec_text: bytes | None = None, journal: bool = Tru
     return folder
 
 
+def _task_folder(tmp_path):
+    folder = _search_folder(tmp_path) / "four"
+    folder.mkdir()
+    (folder / "spec.yaml").write_bytes(_yaml({}))
+    (folder / "search.json").write_text('{"task": "four"}')
+    (folder / "optuna.journal").write_text("")
+    return folder
+
+
 # (what is wrong, the command line given the tmp folder) for the commands that read a folder
 BAD_FOLDERS = [
     ("resume a folder that holds no search", lambda t: ["resume", str(t)], "holds no search to resume"),
@@ -319,6 +328,8 @@ BAD_FOLDERS = [
      "key 'name' appears twice"),
     ("resume a search whose spec.yaml is not UTF-8", lambda t: ["resume", str(_search_folder(t, b"name: caf\xe9\n"))],
      "not UTF-8"),
+    ("resume one task of a multi-task search", lambda t: ["resume", str(_task_folder(t))],
+     "resume that: `raytailor resume"),
     ("pareto of a folder that is not a search", lambda t: ["pareto", str(t)], "is not a search folder"),
     ("export from a folder that is no run", lambda t: ["export", str(t), "--out", str(t / "exported")],
      "is neither a tailor run"),

@@ -107,12 +107,20 @@ def test_a_spec_with_tasks_gives_each_task_its_own_whole_spec():
     assert four.target.max_drop == 1.5 and ten.target.max_drop == 3.0
     assert (four.teacher.epochs, ten.teacher.epochs) == (15, 2) and four.teacher.lr == ten.teacher.lr == 0.2
     assert four.search.trials == ten.search.trials == 3 and four.space == ten.space
+    # --set wins over a task's own value too, and the recorded spec says so (a resume reads it)
+    multi = parse_multitask_spec(_two_tasks(), overrides=["data.val_fraction=0.3", "target.max_drop=0.25"])
+    assert [t.data.val_fraction for t in multi.tasks.values()] == [0.3, 0.3]
+    assert [t.target.max_drop for t in multi.tasks.values()] == [0.25, 0.25]
+    again = parse_multitask_spec(multi.to_dict())
+    assert again.tasks == multi.tasks
 
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda r: r.update(tasks=[]), "non-empty list"),
     (lambda r: r["tasks"][1].update(name="digits4"), "given to two tasks"),
     (lambda r: r["tasks"][0].update(name="trials"), "folder name"),
+    (lambda r: r["tasks"][0].update(name="Summary.json"), "folder name"),
+    (lambda r: r["tasks"][1].update(name="DIGITS4"), "given to two tasks.*differing in case"),
     (lambda r: r["tasks"][0].update(name="a/b"), "folder name"),
     (lambda r: r["tasks"][0].update(space={}), "unknown key 'space'.*shared"),
     (lambda r: r["tasks"][0].pop("data"), "digits4.*missing required key 'data'"),

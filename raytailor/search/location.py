@@ -27,9 +27,11 @@ def storage_location(out_dir: Path, storage: str | None) -> str:
 def task_of(out_dir: Path) -> str | None:
     """The task a task folder of a multi-task search holds (None: a single-task search folder)."""
     record = Path(out_dir) / "search.json"
-    if not record.is_file():
+    try:
+        saved = json.loads(record.read_text()) if record.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    task = json.loads(record.read_text()).get(TASK)
+    task = saved.get(TASK) if isinstance(saved, dict) else None
     return task if isinstance(task, str) else None
 
 

@@ -36,7 +36,7 @@ def prepare_tasks(specs: dict, *, prepared: dict | None = None, verbose: bool = 
     keys = {task: teacher_key(spec) for task, spec in specs.items()}
     teachers = {task: load_teacher(key) for task, key in keys.items()}
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    training = {}
+    training = {}  # teacher key -> its Ray task: tasks whose teachers are the same train it once
     for task, spec in specs.items():
         label = "" if task is None else f" of {task}"
         if teachers[task] is None:
@@ -44,13 +44,15 @@ def prepare_tasks(specs: dict, *, prepared: dict | None = None, verbose: bool = 
             if verbose:
                 print(f"[prepare] training the teacher{label} ({spec.teacher.epochs} epochs) as a Ray task"
                       f"{' on a GPU' if on_gpu else ''}", file=sys.stderr, flush=True)
-            training[task] = ray.remote(num_cpus=1, num_gpus=on_gpu)(_train_teacher).remote(spec)
+            if keys[task] not in training:
+                training[keys[task]] = ray.remote(num_cpus=1, num_gpus=on_gpu)(_train_teacher).remote(spec)
         elif verbose:
             print(f"[prepare] reusing the cached teacher{label} {keys[task]} "
                   f"(val {teachers[task][1]['val_accuracy']:.2f}%)", file=sys.stderr, flush=True)
-    for task, ref in training.items():
-        teachers[task] = ray.get(ref)
-        store_teacher(keys[task], *teachers[task])
+    for key, ref in training.items():
+        trained = ray.get(ref)
+        store_teacher(key, *trained)
+        teachers.update({task: trained for task in specs if keys[task] == key})
     shared: dict = {}
     for task, spec in specs.items():
         loaded = (prepared or {}).get(task) or prepare(spec, device="cpu")  # a head node may have no GPU

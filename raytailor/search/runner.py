@@ -23,7 +23,14 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
 from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
-from raytailor.search.location import EXPERIMENT, TASK, experiment_path, experiment_storage, storage_location
+from raytailor.search.location import (
+    EXPERIMENT,
+    TASK,
+    experiment_path,
+    experiment_storage,
+    storage_location,
+    task_of,
+)
 from raytailor.search.results import (
     final_metrics,
     search_records,
@@ -37,6 +44,7 @@ from raytailor.search.trial_folders import (
     RESTARTS,
     TrialRecord,
     keep_for_restart,
+    read_trials,
     remove_restarts,
     set_aside,
 )
@@ -270,6 +278,9 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     out_dir = Path(out_dir).resolve()
     if not (out_dir / "spec.yaml").is_file():
         raise SpecError(f"{out_dir} holds no search to resume (no spec.yaml); start a new search")
+    if task_of(out_dir) is not None:
+        raise SpecError(f"{out_dir} is task {task_of(out_dir)!r} of the multi-task search in {out_dir.parent}; "
+                        f"resume that: `raytailor resume {out_dir.parent}`")
     tasks = _tasks(load_search_spec(out_dir / "spec.yaml"), out_dir)
     plans = [_resume_plan(task) for task in tasks]
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -315,6 +326,8 @@ def _resume_plan(task: SearchTask) -> tuple[dict[str, TrialRecord], list[TrialRe
     told = {t.user_attrs.get("ray_trial_id") for t in sampled if t.state.is_finished()}
     asked = {t.user_attrs.get("ray_trial_id"): t.params for t in sampled}  # a folder may lack params.json
     records = search_records(task.folder)
+    if task.name is not None:  # a trial folder whose params.json never arrived names no task: the study knows
+        records += [r for r in read_trials(experiment_path(task.folder)) if not r.config and r.trial_id in asked]
     stopped = stopped_trials(task.folder / RECORD_FILE)
     ended = {r.trial_id: r for r in records if _ended(r, stopped, told, task.spec.search.max_failures)}
     return ended, [r for r in records if r.trial_id not in ended], asked, study
