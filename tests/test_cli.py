@@ -355,13 +355,13 @@ def test_a_bad_folder_or_value_is_one_line_exit_2_and_writes_nothing(tmp_path, c
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
-def test_missing_spec_and_bad_flags_exit_2(tmp_path):
-    done = _run_cli("tailor", str(tmp_path / "none.yaml"))
+def test_missing_spec_and_bad_flags_exit_2(tmp_path, capfd):
+    done = _run_cli("tailor", str(tmp_path / "none.yaml"))  # the real entry point's exit code
     assert done.returncode == 2 and "does not exist" in done.stderr
-    done = _run_cli("describe", "--backbone", "resnet20", "--num-classes", "3", "--image-size", "32",
-                    "--set", "skips=-1")
+    done = _main(capfd, "describe", "--backbone", "resnet20", "--num-classes", "3", "--image-size", "32",
+                 "--set", "skips=-1")
     assert done.returncode == 2 and "skips must be >= 0" in done.stderr
-    done = _run_cli("evaluate", str(tmp_path), "--spec", str(tmp_path / "none.yaml"))
+    done = _main(capfd, "evaluate", str(tmp_path), "--spec", str(tmp_path / "none.yaml"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
 
 

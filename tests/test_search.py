@@ -346,17 +346,25 @@ def test_trials_spread_over_nodes_and_share_one_copy_per_node(tmp_path, monkeypa
         cluster.shutdown()
 
 
-def test_bad_search_input_is_one_line_exit_2(tmp_path, env):
+def test_bad_search_input_is_one_line_exit_2(tmp_path, capfd, monkeypatch):
+    """Run by ``main`` in this process (tests/test_cli.py checks the real entry point's exit code)."""
+    monkeypatch.chdir(tmp_path)  # a search without --out would write under runs/ here
+
+    def refused(*args) -> str:
+        capfd.readouterr()
+        assert main(list(args)) == 2
+        err = capfd.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("raytailor: error: "), err
+        return err
+
     spec = tmp_path / "empty.yaml"
     spec.write_text(yaml.safe_dump({**TINY, "space": {}}))
-    done = _cli("search", str(spec), "--out", str(tmp_path / "o"), env=env, timeout=COMMAND_TIMEOUT)
-    assert done.returncode == 2 and "space is empty" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "space is empty" in refused("search", str(spec), "--out", str(tmp_path / "o"))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "target": {"max_drop": -1}}))
-    done = _cli("search", str(bad), env=env, timeout=COMMAND_TIMEOUT)
-    assert done.returncode == 2 and "max_drop must be >= 0" in done.stderr
-    done = _cli("resume", str(tmp_path / "nothing"), env=env, timeout=COMMAND_TIMEOUT)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "max_drop must be >= 0" in refused("search", str(bad))
+    refused("resume", str(tmp_path / "nothing"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "empty.yaml"]
 
 
 TINY_TRANSTAILOR = {
