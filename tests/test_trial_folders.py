@@ -45,6 +45,11 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     _trial(experiment, "tailoring_trial_ffff0006_6_skips=3_2026", params={"skips": 3},
            lines=[json.dumps({"trial_id": "ffff0006", "epochs": 2})],
            checkpoint={"val_accuracy": 80.0, "test_accuracy": 79.0, "params": 9, "macs": 90, "task_params": 4})
+    # a full disk emptied the params.json of a finished trial (seen on a full-disk resume): its
+    # reports carry the config
+    _trial(experiment, "tailoring_trial_ffff0008_8_skips=2_2026", params=None,
+           lines=[json.dumps({**final, "trial_id": "ffff0008", "config": {"skips": 2}})])
+    (experiment / "tailoring_trial_ffff0008_8_skips=2_2026" / "params.json").write_text("")
     # a full disk cut its error.txt mid-traceback (seen on CI): the reason says so, not a frame line
     _trial(experiment, "tailoring_trial_ffff0007_7_skips=2_2026", params={"skips": 2},
            error='Failure # 1\nTraceback (most recent call last):\n  File "/ray/train/_internal/storage.py", line 119, in _pyar')
@@ -55,9 +60,10 @@ def test_trials_are_read_from_json_and_broken_folders_give_what_can_be_read(tmp_
     records = read_trials(str(experiment))
     assert not canary.exists()
     assert [r.trial_id for r in records] == ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004", "eeee0005", "ffff0006",
-                                             "ffff0007"]
-    first, cut, empty, failed, retried, stale, truncated = records
-    assert [r.failures for r in records] == [0, 0, 1, 1, 1, 0, 1]
+                                             "ffff0007", "ffff0008"]
+    first, cut, empty, failed, retried, stale, truncated, emptied = records
+    assert [r.failures for r in records] == [0, 0, 1, 1, 1, 0, 1, 0]
+    assert emptied.config == {"skips": 2}
     assert first.config == {"skips": 2} and first.metrics == final and len(first.reports) == 2
     assert first.checkpoint == str(done / "checkpoint_000000")
     assert cut.metrics == {"trial_id": "bbbb0002", "epochs": 1} and cut.checkpoint is None

@@ -115,6 +115,8 @@ def read_trials(experiment: str, *, known: dict[str, TrialRecord] | None = None)
         except json.JSONDecodeError:
             config = {}
         reports = _json_lines(_read_text(fs, f"{entry.path}/result.json"))
+        if not config:  # params.json emptied by a full disk (Ray writes it again): every report has the config
+            config = next((r["config"] for r in reversed(reports) if isinstance(r.get("config"), dict)), {})
         trial_id = next((r["trial_id"] for r in reversed(reports) if r.get("trial_id")), None) or (
             named.group(1) if named else entry.base_name)
         checkpoints = sorted(name for name, info in inside.items()
