@@ -20,7 +20,10 @@ def find_model(run_dir: Path, trial: str = "leanest") -> tuple[Path, Path | None
     if (run_dir / "result.json").is_file() and (run_dir / "model").is_dir():  # a `tailor` run
         return _tailor_run_model(run_dir, trial)
     if not (run_dir / TRIALS_FILE).is_file():
-        raise ExportError(f"{str(run_dir)!r} is neither a tailor run (result.json) nor a search ({TRIALS_FILE})")
+        from raytailor.search.location import task_folders_hint
+
+        raise ExportError(f"{str(run_dir)!r} is neither a tailor run (result.json) nor a search ({TRIALS_FILE})"
+                          + task_folders_hint(run_dir))
     models = model_rows(run_dir)
     if trial == "leanest":
         best = leanest(models, cost=_leanest_cost(run_dir))

@@ -200,7 +200,10 @@ def rebuild_front(
     tables = [Path(d) / TRIALS_FILE for d in run_dirs]
     for table in tables:
         if not table.is_file():
-            raise ExportError(f"{str(table.parent)!r} is not a search folder ({TRIALS_FILE} is missing)")
+            from raytailor.search.location import task_folders_hint
+
+            raise ExportError(f"{str(table.parent)!r} is not a search folder ({TRIALS_FILE} is missing)"
+                              + task_folders_hint(table.parent))
     rows = mark_front(combine_rows([(t.resolve().parent.name, model_rows(t.parent)) for t in tables]), objectives)
     front = [row for row in rows if row["on_front"]]
     if out is not None:

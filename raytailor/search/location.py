@@ -56,3 +56,12 @@ def experiment_storage(out_dir: Path) -> str:
     when its experiment is there, else the remote storage recorded in search.json."""
     experiment = experiment_path(out_dir)
     return experiment[: -len(EXPERIMENT) - 1]
+
+
+def task_folders_hint(out_dir: Path) -> str:
+    """For an error about ``out_dir``: if it is a multi-task search, which task folders to give."""
+    out_dir = Path(out_dir)
+    tasks = sorted(p.name for p in out_dir.iterdir() if p.is_dir() and task_of(p) is not None) if out_dir.is_dir() else []
+    if not tasks:
+        return ""
+    return f"; it is a multi-task search: give one of its task folders ({', '.join(str(out_dir / t) for t in tasks)})"
