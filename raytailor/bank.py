@@ -104,21 +104,9 @@ def _check_out(out: Path) -> None:
 
 def _task_folders(sources: list[Path]) -> list[Path]:
     """``sources`` with each multi-task search folder replaced by its task folders, in its spec's order."""
-    import yaml
+    from raytailor.search.location import task_folders
 
-    from raytailor.search.location import task_of
-
-    folders = []
-    for source in map(Path, sources):
-        try:
-            raw = yaml.safe_load((source / "spec.yaml").read_text()) if (source / "spec.yaml").is_file() else None
-        except (yaml.YAMLError, UnicodeDecodeError):
-            raw = None
-        tasks = raw.get("tasks") if isinstance(raw, dict) else None
-        named = [source / t["name"] for t in tasks or [] if isinstance(t, dict) and isinstance(t.get("name"), str)]
-        named = [folder for folder in named if task_of(folder) is not None]
-        folders += named or [source]
-    return folders
+    return [folder for source in map(Path, sources) for folder in task_folders(source) or [source]]
 
 
 def _task_name(source: Path, result: dict[str, Any]) -> str:

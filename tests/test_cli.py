@@ -310,7 +310,9 @@ def _search_folder(tmp_path, spec_text: bytes | None = None, journal: bool = Tru
 
 
 def _task_folder(tmp_path):
-    folder = _search_folder(tmp_path) / "four"
+    """Task "four" of a multi-task search folder (its spec names the task)."""
+    multi = {**{k: v for k, v in TINY.items() if k != "data"}, "tasks": [{"name": "four", "data": TINY["data"]}]}
+    folder = _search_folder(tmp_path, yaml.safe_dump(multi).encode()) / "four"
     folder.mkdir()
     (folder / "spec.yaml").write_bytes(_yaml({}))
     (folder / "search.json").write_text('{"task": "four"}')

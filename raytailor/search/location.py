@@ -58,10 +58,25 @@ def experiment_storage(out_dir: Path) -> str:
     return experiment[: -len(EXPERIMENT) - 1]
 
 
+def task_folders(out_dir: Path) -> list[Path]:
+    """The task folders of the multi-task search in ``out_dir``, in its spec's order (none for
+    any other folder)."""
+    import yaml
+
+    spec = Path(out_dir) / "spec.yaml"
+    try:
+        raw = yaml.safe_load(spec.read_text()) if spec.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    tasks = raw.get("tasks") if isinstance(raw, dict) else None
+    named = [Path(out_dir) / t["name"] for t in tasks if isinstance(t, dict) and isinstance(t.get("name"), str)] \
+        if isinstance(tasks, list) else []
+    return [folder for folder in named if task_of(folder) is not None]
+
+
 def task_folders_hint(out_dir: Path) -> str:
     """For an error about ``out_dir``: if it is a multi-task search, which task folders to give."""
-    out_dir = Path(out_dir)
-    tasks = sorted(p.name for p in out_dir.iterdir() if p.is_dir() and task_of(p) is not None) if out_dir.is_dir() else []
-    if not tasks:
+    folders = task_folders(out_dir)
+    if not folders:
         return ""
-    return f"; it is a multi-task search: give one of its task folders ({', '.join(str(out_dir / t) for t in tasks)})"
+    return f"; it is a multi-task search: give one of its task folders ({', '.join(map(str, folders))})"

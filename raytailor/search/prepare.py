@@ -35,7 +35,7 @@ def prepare_tasks(specs: dict, *, prepared: dict | None = None, verbose: bool = 
     process. Teachers missing from the cache train at once, side by side."""
     keys = {task: teacher_key(spec) for task, spec in specs.items()}
     teachers = {task: load_teacher(key) for task, key in keys.items()}
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    gpus = 1 if any(t is None for t in teachers.values()) and ray.cluster_resources().get("GPU", 0) >= 1 else 0
     training = {}  # teacher key -> its Ray task: tasks whose teachers are the same train it once
     for task, spec in specs.items():
         label = "" if task is None else f" of {task}"

@@ -33,7 +33,6 @@ from raytailor.search.location import (
 )
 from raytailor.search.results import (
     final_metrics,
-    search_records,
     search_rows,
     write_combined_summary,
     write_outputs,
@@ -282,7 +281,8 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
         raise SpecError(f"{out_dir} is task {task_of(out_dir)!r} of the multi-task search in {out_dir.parent}; "
                         f"resume that: `raytailor resume {out_dir.parent}`")
     tasks = _tasks(load_search_spec(out_dir / "spec.yaml"), out_dir)
-    plans = [_resume_plan(task) for task in tasks]
+    records = read_trials(experiment_path(out_dir))  # every task's, read once
+    plans = [_resume_plan(task, records) for task in tasks]
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     _init_ray(address)
     _prepare(tasks, verbose=verbose)  # the cached teachers: nothing is retrained
@@ -307,9 +307,10 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     return _finish(out_dir, tasks, verbose)
 
 
-def _resume_plan(task: SearchTask) -> tuple[dict[str, TrialRecord], list[TrialRecord], dict, Any]:
+def _resume_plan(task: SearchTask, records: list[TrialRecord]
+                 ) -> tuple[dict[str, TrialRecord], list[TrialRecord], dict, Any]:
     """(ended trials by id, interrupted trials, the values the study asked by trial, the study) of
-    a task of a search to resume, read from its journal and trial folders."""
+    a task of a search to resume, from its journal and the search's trial ``records``."""
     import optuna
 
     from raytailor.search.searcher import journal_storage
@@ -325,9 +326,9 @@ def _resume_plan(task: SearchTask) -> tuple[dict[str, TrialRecord], list[TrialRe
     sampled = [t for t in study.get_trials(deepcopy=False) if "submodel" not in t.user_attrs]
     told = {t.user_attrs.get("ray_trial_id") for t in sampled if t.state.is_finished()}
     asked = {t.user_attrs.get("ray_trial_id"): t.params for t in sampled}  # a folder may lack params.json
-    records = search_records(task.folder)
-    if task.name is not None:  # a trial folder whose params.json never arrived names no task: the study knows
-        records += [r for r in read_trials(experiment_path(task.folder)) if not r.config and r.trial_id in asked]
+    # a trial folder whose params.json never arrived names no task: the study knows whose it is
+    records = [r for r in records if task.name is None or r.config.get(TASK) == task.name
+               or (not r.config and r.trial_id in asked)]
     stopped = stopped_trials(task.folder / RECORD_FILE)
     ended = {r.trial_id: r for r in records if _ended(r, stopped, told, task.spec.search.max_failures)}
     return ended, [r for r in records if r.trial_id not in ended], asked, study
