@@ -84,26 +84,35 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
     splits, loader = _task()
     pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
 
+    reports = []
+
     def run(policy, goal=None):
         config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=1, finetune_epochs=1,
                                  prune_blocks=[0, 4, 6, 8], batch_size=16, finetune_prunings=policy)
         torch.manual_seed(0)
+        reports.clear()
         outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
                                 train_loader=loader(splits.train, True), val_loader=loader(splits.val),
-                                verbose=False, goal=goal)
+                                verbose=False, goal=goal, on_epoch=lambda stage, _, m: reports.append((stage, m)))
         return outcome, {frozenset(p.survivors): (image_macs(p.model, 16), evaluate(p.model, loader(splits.val)))
                          for p in outcome.prunings}
 
     every, measured = run("all")
     assert len(measured) >= 4 and every.skipped == 0
-    # a target every pruning reaches: after the run's own, the leanest reaches it and the rest cost more
+    # a target every pruning reaches: the leanest, fine-tuned first, reaches it; the rest cost more
     goal = Goal(accuracy_target=min(acc for _, acc in measured.values()), cost="macs")
     assert run("all", goal)[0].skipped == 0  # "all" fine-tunes every pruning whatever the goal
     lean, kept = run("leanest_first", goal)
-    own = frozenset(every.prunings[0].survivors)
     cheapest = min(measured, key=lambda s: measured[s][0])
-    assert list(kept)[0] == own and set(kept) == {own, cheapest}
-    assert lean.skipped == len(measured) - len(kept) >= 2
+    assert list(kept) == [cheapest]  # the run's own pruning (K 2) is not fine-tuned first
+    assert lean.skipped == len(measured) - 1 >= 3
+    # its estimate: the leanest pruning of the grid at the dense student's accuracy, during the
+    # student only (which pruning the run ends with is known only once one reaches the target)
+    (stage, student), *rest = reports
+    assert stage == "student" and estimate_of(student) == {
+        "val_accuracy": student["val_accuracy"], "macs": measured[cheapest][0],
+        "params": count_params(lean.prunings[0].model), "task_params": student["projected_task_params"]}
+    assert rest and all(estimate_of(m) is None for _, m in rest)
     assert all(kept[s] == measured[s] for s in kept)  # the same fine-tuned models
     # a target only the most accurate reaches: everything leaner is tried, nothing above it
     best = max(measured, key=lambda s: (measured[s][1], -measured[s][0]))
@@ -115,6 +124,7 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
     leanest_reached = min(kept[s][0] for s in reached)
     assert all(measured[s][0] > leanest_reached for s in set(measured) - set(kept))
     assert all(s in kept for s in measured if measured[s][0] <= leanest_reached)
+    assert [kept[s][0] for s in kept] == sorted(kept[s][0] for s in kept)  # from the leanest up
     with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first"):
         NetTailorConfig(finetune_prunings="some")
 

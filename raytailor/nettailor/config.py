@@ -28,9 +28,9 @@ class NetTailorConfig:
     # distinct pruning is fine-tuned and is a sub-model. Empty: the one (theta, blocks_removed).
     prune_thetas: list[float] = field(default_factory=list)
     prune_blocks: list[int] = field(default_factory=list)
-    # Which prunings are fine-tuned: "all", or "leanest_first": the run's own pruning, then the
-    # others from the leanest up, leaving out each that costs more than one already fine-tuned
-    # to the accuracy target (it could not be the run's choice; only a more accurate point).
+    # Which prunings are fine-tuned: "all", or "leanest_first": from the leanest up, until one
+    # reaches the accuracy target (each left out costs more: it could not be the run's choice,
+    # only a more accurate point). The run's own (theta, K) is fine-tuned only if reached.
     finetune_prunings: str = "all"
     # the student's classifier starts as the "teacher"'s (our default) or "fresh" (the public
     # NetTailor code: the new task's classifier, newly initialised)

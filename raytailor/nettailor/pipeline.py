@@ -41,8 +41,8 @@ class Pruning:
 
 @dataclass
 class NetTailorOutcome:
-    prunings: list[Pruning]       # one per distinct set of surviving paths fine-tuned, in that order;
-    #                               the run's own (theta, K) first
+    prunings: list[Pruning]       # one per distinct set of surviving paths fine-tuned, in that order:
+    #                               the run's own (theta, K) first (leanest_first: the leanest first)
     attention: dict[str, float]   # student attention per path before pruning
     duplicates: int = 0           # grid points whose survivors an earlier pruning already had
     empty: int = 0                # grid points that left no path to the classifier
@@ -171,10 +171,11 @@ def run_nettailor(
     on_epoch: EpochCallback | None = None, verbose: bool = True, goal: Goal | None = None,
 ) -> NetTailorOutcome:
     """Train one student, then prune it with every (theta, K) of ``pruning_grid`` and fine-tune
-    each distinct pruning (with ``finetune_prunings: leanest_first`` and a ``goal``, only those
-    that could be the leanest to reach its target; each left out costs more than one that
-    reached it, so the run chooses what it would have chosen among all of them fine-tuned the
-    same way). Raises if no pruning leaves a path to the classifier."""
+    each distinct pruning. With ``finetune_prunings: leanest_first`` and a ``goal``, the
+    prunings are fine-tuned from the leanest up and the run stops at the first that reaches the
+    target (every one left out costs at least as much, so the run chooses what it would have
+    chosen among all of them fine-tuned the same way). Raises if no pruning leaves a path to the
+    classifier."""
     grid = pruning_grid(config)
     too_many = max(k for _, k in grid)
     if too_many > pretrained.num_blocks:
@@ -182,12 +183,25 @@ def run_nettailor(
     student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size,
                             classifier=config.student_classifier)
     costs = PathCosts.measure(student)
+    leanest_first = config.finetune_prunings == "leanest_first" and goal is not None
 
     def student_estimate(stage: str, epoch: int, metrics: dict[str, float]) -> None:
-        # the run's own pruning as it would come out of the attention now (raytailor.methods)
-        if on_epoch is not None:
-            on_epoch(stage, epoch, {**metrics, **costs.projected(
-                student, theta=config.theta, blocks_removed=config.blocks_removed, val_loader=val_loader)})
+        # what the run would produce from here (raytailor.methods)
+        if on_epoch is None:
+            return
+        if leanest_first:
+            # at best the leanest pruning of the grid, as accurate as the dense student is now
+            # (no fine-tuned pruning of it was more accurate than the student by more than what
+            # finished trials gained: early stopping learns that margin)
+            projections = [costs.projected(student, theta=t, blocks_removed=k) for t, k in grid]
+            projections = [p for p in projections if p]
+            estimate = min(projections, key=lambda p: p[f"projected_{goal.cost}"], default={})
+            if estimate:
+                estimate = {**estimate, "projected_val_accuracy": metrics["val_accuracy"]}
+        else:  # the run's own pruning as it would come out of the attention now
+            estimate = costs.projected(student, theta=config.theta, blocks_removed=config.blocks_removed,
+                                       val_loader=val_loader)
+        on_epoch(stage, epoch, {**metrics, **estimate})
 
     train_paths(
         student, teacher, stage="student", gamma1=config.gamma1, gamma2=config.gamma2,
@@ -214,11 +228,9 @@ def run_nettailor(
         distinct.append((theta, blocks_removed, survivors))
     if not distinct:
         raise failure
-    leanest_first = config.finetune_prunings == "leanest_first" and goal is not None
-    if leanest_first:  # the run's own pruning (if it left a path) stays first: it is what was sampled
-        own = distinct[:1] if (distinct[0][0], distinct[0][1]) == grid[0] else []
+    if leanest_first:  # stable: among equal costs, the grid's order (the run's own first)
         cost = f"projected_{goal.cost}"
-        distinct = own + sorted(distinct[len(own):], key=lambda d: costs.of(d[2])[cost])
+        distinct.sort(key=lambda d: costs.of(d[2])[cost])
     feasible_cost = float("inf")  # the least cost fine-tuned to the target so far (leanest_first)
     for theta, blocks_removed, survivors in distinct:
         if leanest_first and costs.of(survivors)[cost] > feasible_cost:
@@ -235,8 +247,9 @@ def run_nettailor(
                 tailored, teacher, stage="finetune" if k == 0 else f"finetune_{k}", gamma1=0.0, gamma2=config.gamma2,
                 optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
                 train_loader=train_loader, val_loader=val_loader, verbose=verbose,
-                # only the run's own pruning continues the student's estimates
-                on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 else on_epoch,
+                # the run's own pruning continues the student's estimates (leanest_first: no
+                # estimate past the student, the pruning the run ends with is not known yet)
+                on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 and not leanest_first else on_epoch,
             )
         tailored.eval()
         if leanest_first and meets_target(_fp32_accuracy(tailored, val_loader), goal.accuracy_target):
