@@ -95,6 +95,9 @@ class SearchSpec:
     # a trial saves its training state every this many epochs and at the end of each stage
     # (0: at the end of each stage only); a retried or resumed trial continues from the last one
     checkpoint_every: int = 1
+    # the training epochs all trials may spend together (every stage counts); once spent, no
+    # trial starts and running ones stop at their next epoch (search/budget.py). None: no limit
+    budget_epochs: int | None = None
 
     @property
     def stopping(self) -> EarlyStoppingSpec | None:
@@ -464,6 +467,9 @@ def _validate(spec: Spec) -> None:
     need(spec.search.max_failures >= 0, f"search.max_failures must be >= 0, got {spec.search.max_failures}")
     need(spec.search.checkpoint_every >= 0,
          f"search.checkpoint_every must be >= 0 (epochs; 0: end of each stage only), got {spec.search.checkpoint_every}")
+    budget = spec.search.budget_epochs
+    need(budget is None or budget >= 1,
+         f"search.budget_epochs must be >= 1 (training epochs of all trials; null: no limit), got {budget!r}")
     need(spec.search.max_concurrent >= 1, f"search.max_concurrent must be >= 1, got {spec.search.max_concurrent}")
     need(spec.search.resources.cpu > 0, f"search.resources.cpu must be > 0 (a GPU trial still needs a CPU), got {spec.search.resources.cpu}")
     stopping = spec.search.early_stopping

@@ -246,6 +246,35 @@ def test_early_stopping_decisions_survive_an_interrupt_and_reach_every_output(tm
     assert summary["trained_epochs"] == sum(r["trained_epochs"] for r in rows.values())
 
 
+BUDGETED = {
+    **TINY, "name": "budgeted",
+    "search": {**TINY["search"], "early_stopping": "none", "budget_epochs": 4},  # 4 trials, one at a time
+    "fixed": {"student_epochs": 2, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0},
+}
+
+
+@pytest.mark.slow
+def test_a_spent_budget_stops_the_running_trial_starts_no_other_and_stays_spent_on_resume(tmp_path, env):
+    """3 epochs a trial, one at a time, budget 4: the first trial finishes (3), the second trains
+    the epoch that reaches the budget (4) and is stopped at the next (5); no third starts. A
+    resume counts what the kept trials spent: it runs nothing."""
+    out = tmp_path / "out"
+    done = _search(BUDGETED, out, env)
+    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    assert [(r["status"], r["trained_epochs"]) for r in rows] == [("TERMINATED", 3), ("STOPPED", 2)]
+    assert rows[1]["reason"] == "stopped at epoch 2: the search's budget of 4 training epochs was spent"
+    assert not rows[1]["on_front"] and rows[1]["test_accuracy"] is None
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (5, 4, True)
+    assert summary["unfinished"] == 0 and "the budget of 4 training epochs was spent (5) after 2 of 4" in done.stderr
+    assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+
+    resumed = _cli("resume", str(out), env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert pq.read_table(out / "trials.parquet").to_pylist() == rows
+    assert len(_study(out).trials) == 2
+
+
 def _trial_workers() -> list[int]:
     """PIDs of the Ray worker processes running a trial (Tune's function trainable actor)."""
     pids = []

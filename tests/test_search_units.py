@@ -418,7 +418,7 @@ def test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_e
     from raytailor.search.tasks import TaskScheduler, TaskSearcher
 
     searchers = {"a": _ScriptedSearcher(), "b": _ScriptedSearcher()}
-    router = TaskSearcher(searchers, budgets={"a": 3, "b": 1})
+    router = TaskSearcher(searchers, max_trials={"a": 3, "b": 1})
     configs = [router.suggest(f"t{i}") for i in range(5)]
     assert [c["task"] for c in configs[:4]] == ["a", "b", "a", "a"] and configs[4] == Searcher.FINISHED
     assert configs[2] == {"skips": 2, "task": "a"}

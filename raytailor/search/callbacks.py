@@ -41,18 +41,19 @@ class SubmodelsToStudy(tune.Callback):
 
 
 class StoppedToTensorBoard(tune.Callback):
-    """When early stopping ends a trial, put where and why into that trial's TensorBoard run:
-    the scalar ``early_stopping/stopped_at_epoch`` and the reason as text."""
+    """When early stopping or the budget ends a trial, put where and why into that trial's
+    TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text.
+    ``folder``: the search's (task's) folder, which holds the records of both."""
 
-    def __init__(self, *, record: Path) -> None:
-        self.record = Path(record)
+    def __init__(self, *, folder: Path) -> None:
+        self.folder = Path(folder)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from raytailor.search.early_stopping import stopped_trials
+        from raytailor.search.results import stopped_in
 
-        stop = stopped_trials(self.record).get(trial.trial_id)
+        stop = stopped_in(self.folder).get(trial.trial_id)
         if stop is None or not trial.local_path:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:

@@ -13,6 +13,7 @@ from typing import Any
 from raytailor.front_plot import plot_front
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
+from raytailor.search.budget import BUDGET_FILE
 from raytailor.search.early_stopping import RECORD_FILE, Stop, stopped_trials
 from raytailor.search.location import TASK, experiment_path, task_of
 from raytailor.search.space import is_integer_range
@@ -113,13 +114,19 @@ def search_records(out_dir: Path, *, known: dict[str, TrialRecord] | None = None
             if task is None or r.config.get(TASK) == task]
 
 
+def stopped_in(folder: Path) -> dict[str, Stop]:
+    """The trials of the search (task) in ``folder`` that early stopping or the budget stopped,
+    by trial id, from their record files."""
+    return stopped_trials(folder / RECORD_FILE) | stopped_trials(folder / BUDGET_FILE)
+
+
 def search_rows(out_dir: Path, spec: Spec, accuracy_target: float, *, known: dict[str, TrialRecord] | None = None
                 ) -> tuple[list[TrialRecord], list[dict], dict[str, tuple[TrialRecord, str]]]:
     """(records, rows, checkpoints) of the search in ``out_dir``, read from its trial folders
     (``known``: records of ended trials, by folder, not read again) with its early stops."""
     records = search_records(out_dir, known=known)
     rows, checkpoints = rows_from_trials(records, spec, accuracy_target,
-                                         stopped=stopped_trials(Path(out_dir) / RECORD_FILE))
+                                         stopped=stopped_in(Path(out_dir)))
     return records, rows, checkpoints
 
 
@@ -182,12 +189,15 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
             shutil.copytree(folder / inside / "model", target)
             shutil.copy(folder / inside / "result.json", target / "result.json")
     best = leanest(rows, cost=leanest_cost(spec.objectives))
+    trained = sum(r["trained_epochs"] or 0 for r in trials)  # training epochs of every trial
+    budget = spec.search.budget_epochs
+    spent = budget is not None and trained >= budget  # no trial is left to run
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
-               "unfinished": spec.search.trials - sum(r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS)
-                                                      for r in trials),
-               "trained_epochs": sum(r["trained_epochs"] or 0 for r in trials),  # training epochs of every trial
+               "unfinished": 0 if spent else spec.search.trials - sum(
+                   r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS) for r in trials),
+               "trained_epochs": trained, "budget_epochs": budget, "budget_spent": spent,
                "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
                "teacher": teacher}
@@ -218,6 +228,9 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
             f"{best['test_accuracy']:.2f}%  params {best['params']:,} ({best['params'] / teacher['params']:.0%} of teacher)  "
             f"MACs {best['macs']:,} ({best['macs'] / teacher['macs']:.0%})"
         )
+    if summary["budget_spent"]:
+        lines.append(f"{tag} the budget of {summary['budget_epochs']:,} training epochs was spent "
+                     f"({summary['trained_epochs']:,}) after {summary['trials']} of {summary['requested']} trials")
     if summary["unfinished"] > 0:
         lines.append(f"{tag} interrupted with {summary['unfinished']} trial(s) to go; continue with "
                      f"`raytailor resume {search_dir}` (finished trials are kept)")

@@ -2,7 +2,8 @@
 
 Output folder (``--out``): spec.yaml, teacher.json, optuna.journal (the study), trials/ (Ray's
 experiment: one folder per trial with TensorBoard events), trials.parquet, submodels.parquet,
-pareto.parquet, pareto.png, models/<id>/, summary.json, early_stopping.json (its decisions).
+pareto.parquet, pareto.png, models/<id>/, summary.json, early_stopping.json (its decisions),
+budget.json (the trials the budget stopped).
 
 A multi-task search (a spec with ``tasks:``) runs every task in the one experiment: the folder
 holds spec.yaml (as written), search.json, trials/ (every task's trials) and summary.json (per
@@ -22,7 +23,8 @@ import yaml
 
 from raytailor.errors import SpecError
 from raytailor.run import dump_spec
-from raytailor.search.early_stopping import RECORD_FILE, stopped_trials
+from raytailor.search.budget import BUDGET_FILE, EpochBudget
+from raytailor.search.early_stopping import RECORD_FILE
 from raytailor.search.location import (
     EXPERIMENT,
     TASK,
@@ -34,11 +36,12 @@ from raytailor.search.location import (
 from raytailor.search.results import (
     final_metrics,
     search_rows,
+    stopped_in,
     write_combined_summary,
     write_outputs,
 )
 from raytailor.search.shared import serialized_bytes
-from raytailor.search.trainable import restart_key
+from raytailor.search.trainable import EPOCHS, restart_key
 from raytailor.search.trial_folders import (
     RESTARTS,
     TrialRecord,
@@ -64,6 +67,7 @@ class SearchTask:
     study_name: str
     trials: int = 0   # trials to run now
     seed: int = 0     # the sampler's seed for them
+    spent_epochs: int = 0  # training epochs its trials kept from an earlier run spent (resume)
     shared: Any = None  # its SharedTask, once prepared
 
 
@@ -130,18 +134,30 @@ def _trainable(spec: Spec, shared: Any, restarts: str | None = None):
                                {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
-def _scheduler(spec: Spec, out_dir: Path, accuracy_target: float):
-    """Early stopping (``search.early_stopping``), or Tune's first-in first-out without it."""
+def _budget(task: SearchTask, *, recorded: bool) -> EpochBudget | None:
+    """The task's ``search.budget_epochs`` less what its kept trials spent (``recorded``: the
+    scheduler's, which writes its stops)."""
+    limit = task.spec.search.budget_epochs
+    if limit is None:
+        return None
+    return EpochBudget(limit, spent_before=task.spent_epochs, record=task.folder / BUDGET_FILE if recorded else None)
+
+
+def _scheduler(task: SearchTask, accuracy_target: float):
+    """Early stopping (``search.early_stopping``) and the budget (``search.budget_epochs``), or
+    Tune's first-in first-out without either."""
     from ray.tune.schedulers import FIFOScheduler
 
     from raytailor.search.scheduler import ConstrainedEarlyStopping
 
-    settings = spec.search.stopping
-    if settings is None:
+    settings, budget = task.spec.search.stopping, _budget(task, recorded=True)
+    if settings is None and budget is None:
         return FIFOScheduler()
-    costs = [objective for objective in spec.objectives if objective != "accuracy"]
-    return ConstrainedEarlyStopping(record=out_dir / RECORD_FILE, costs=costs, accuracy_target=accuracy_target,
-                                    **dataclasses.asdict(settings))
+    if settings is None:
+        return ConstrainedEarlyStopping(record=None, budget=budget)
+    costs = [objective for objective in task.spec.objectives if objective != "accuracy"]
+    return ConstrainedEarlyStopping(record=task.folder / RECORD_FILE, budget=budget, costs=costs,
+                                    accuracy_target=accuracy_target, **dataclasses.asdict(settings))
 
 
 def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None = None):
@@ -177,15 +193,15 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
         searchers[task.name] = ConstrainedOptunaSearch(
             space=_space(task.spec), metric=metrics, mode=modes,
             sampler=make_sampler(spec.search.sampler, task.seed, spec.search.trials), study_name=task.study_name,
-            accuracy_target=target, storage_path=task.folder / JOURNAL,
+            accuracy_target=target, storage_path=task.folder / JOURNAL, budget=_budget(task, recorded=False),
         )
-        schedulers[task.name] = _scheduler(task.spec, task.folder, target)
+        schedulers[task.name] = _scheduler(task, target)
         own = [SubmodelsToStudy(journal=task.folder / JOURNAL, study_name=task.study_name, space=spec.space,
                                 metrics=metrics, accuracy_target=target),
                TablesAsTrialsEnd(out_dir=task.folder, spec=task.spec, accuracy_target=target,
                                  metadata=_metadata(task.spec), ended=ended_trials)]
-        if spec.search.stopping is not None:
-            own.append(StoppedToTensorBoard(record=task.folder / RECORD_FILE))
+        if spec.search.stopping is not None or spec.search.budget_epochs is not None:
+            own.append(StoppedToTensorBoard(folder=task.folder))
         callbacks += own if task.name is None else [ForTask(task.name, callback) for callback in own]
     single = tasks[0].name is None
     searcher = searchers[None] if single else TaskSearcher(searchers, {t.name: t.trials for t in tasks})
@@ -299,6 +315,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
         if task.spec.search.stopping is not None and interrupted:
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
         task.trials = max(task.spec.search.trials - len(ended), 0)
+        task.spent_epochs = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
         # a sampler seeded as at the start would draw the values it drew then again
         task.seed = task.spec.search.seed + len(study.trials)
     if any(task.trials for task in tasks):
@@ -329,7 +346,7 @@ def _resume_plan(task: SearchTask, records: list[TrialRecord]
     # a trial folder whose params.json never arrived names no task: the study knows whose it is
     records = [r for r in records if task.name is None or r.config.get(TASK) == task.name
                or (not r.config and r.trial_id in asked)]
-    stopped = stopped_trials(task.folder / RECORD_FILE)
+    stopped = stopped_in(task.folder)
     ended = {r.trial_id: r for r in records if _ended(r, stopped, told, task.spec.search.max_failures)}
     return ended, [r for r in records if r.trial_id not in ended], asked, study
 

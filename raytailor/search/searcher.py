@@ -6,8 +6,9 @@ RUNNING in the study (Ray only logs the error). This subclass, before telling Op
 - sets the accuracy constraint with Optuna 5's ``Trial.set_constraint`` (feasible when <= 0):
   ``target - val_accuracy``, with ``target = teacher val accuracy - max_drop``;
 - tells FAIL for errored trials and for missing or non-finite objective values;
-- tells PRUNED for trials that early stopping ended (their last result is not a final one),
-  so no stopped trial is left RUNNING or counted as a finished point.
+- tells PRUNED for trials that early stopping or the budget ended (their last result is not a
+  final one), so no stopped trial is left RUNNING or counted as a finished point;
+- starts no trial once the search's budget (``search.budget_epochs``) is spent.
 
 The study lives in a JournalStorage file, so ``optuna-dashboard`` can open it and a resumed
 search continues the same study (a new searcher on the same journal, never a pickle). For the dashboard, every trial also carries the system
@@ -24,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
-from raytailor.search.trainable import FAILED, SAMPLED, is_finished
+from raytailor.search.budget import EpochBudget
+from raytailor.search.trainable import EPOCHS, FAILED, SAMPLED, is_finished
 
 CONSTRAINT = "accuracy_target"
 DASHBOARD_CONSTRAINTS = "constraints"  # the system attribute optuna-dashboard reads
@@ -67,9 +70,11 @@ def _all_finite(values: list) -> bool:
 
 
 class ConstrainedOptunaSearch(OptunaSearch):
-    def __init__(self, *, accuracy_target: float, storage_path: Path, **kwargs: Any) -> None:
+    def __init__(self, *, accuracy_target: float, storage_path: Path, budget: EpochBudget | None = None,
+                 **kwargs: Any) -> None:
         self.accuracy_target = accuracy_target
         self.storage_path = Path(storage_path)
+        self.budget = budget  # fed the same reports as the scheduler's: no trial starts once spent
         super().__init__(storage=journal_storage(self.storage_path), **kwargs)
 
     def _setup_study(self, mode: Any) -> None:
@@ -78,11 +83,18 @@ class ConstrainedOptunaSearch(OptunaSearch):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._ot_study.set_metric_names(list(self._metric) if isinstance(self._metric, list) else [self._metric])
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.budget is not None and self.budget.exhausted:
+            return Searcher.FINISHED
         config = super().suggest(trial_id)
         if trial_id in self._ot_trials:
             self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
         return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.budget is not None and EPOCHS in result and not is_finished(result):
+            self.budget.on_report(trial_id, int(result[EPOCHS]))
+        super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

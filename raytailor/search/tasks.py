@@ -20,12 +20,13 @@ from raytailor.search.location import TASK
 
 class TaskSearcher(Searcher):
     """Asks each task's searcher in turn for the next trial's values (the task with the fewest
-    trials so far first, up to ``budgets[task]`` trials each) and names the task in the config."""
+    trials so far first, up to ``max_trials[task]`` trials each, until its searcher says it is
+    finished: its compute budget is spent) and names the task in the config."""
 
-    def __init__(self, searchers: dict[str, Searcher], budgets: dict[str, int]) -> None:
+    def __init__(self, searchers: dict[str, Searcher], max_trials: dict[str, int]) -> None:
         first = next(iter(searchers.values()))
         super().__init__(metric=first.metric, mode=first.mode)
-        self.searchers, self.budgets = searchers, dict(budgets)
+        self.searchers, self.max_trials = searchers, dict(max_trials)
         self.asked = {task: 0 for task in searchers}
         self.task_of: dict[str, str] = {}  # Ray trial id -> task
 
@@ -33,11 +34,15 @@ class TaskSearcher(Searcher):
         return all(s.set_search_properties(metric, mode, config, **spec) for s in self.searchers.values())
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        open_tasks = [task for task in self.searchers if self.asked[task] < self.budgets.get(task, 0)]
-        if not open_tasks:
-            return Searcher.FINISHED
-        task = min(open_tasks, key=lambda t: self.asked[t])  # ties: the spec's order
-        config = self.searchers[task].suggest(trial_id)
+        while True:
+            open_tasks = [task for task in self.searchers if self.asked[task] < self.max_trials.get(task, 0)]
+            if not open_tasks:
+                return Searcher.FINISHED
+            task = min(open_tasks, key=lambda t: self.asked[t])  # ties: the spec's order
+            config = self.searchers[task].suggest(trial_id)
+            if config != Searcher.FINISHED:  # that task's compute budget is spent: ask the next
+                break
+            self.max_trials[task] = self.asked[task]
         if not isinstance(config, dict):
             return config
         self.asked[task] += 1

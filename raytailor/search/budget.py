@@ -1,0 +1,72 @@
+"""A search's compute budget in training epochs (``search.budget_epochs``), with no Ray in it.
+
+Trials differ in cost (early stopping ends some after two epochs; a NetTailor trial with a
+pruning grid fine-tunes several prunings), so a number of trials says little of the compute a
+search spends. A budget says it: the training epochs of all the search's trials together
+(every stage counts, as in the tables' ``trained_epochs``). Once they reach the budget, no
+trial starts, and a running trial stops when it reports the next epoch it trained (the epoch
+that crosses the budget goes on: a search exceeds its budget by at most one epoch per trial
+that was running). Measuring and saving a trained trial's models is no epoch: a trial whose
+last epoch crossed the budget ends normally.
+
+The scheduler and the searcher each keep one ``EpochBudget`` fed with the same reports: the
+scheduler stops trials (recording why in ``budget.json``, which the tables read like early
+stopping's record), the searcher starts no new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from raytailor.search.early_stopping import Stop
+
+BUDGET_FILE = "budget.json"
+
+
+class EpochBudget:
+    def __init__(self, limit: int, *, spent_before: float = 0, record: Path | None = None) -> None:
+        """``spent_before``: the epochs trials of an earlier run of the search spent (a resume
+        keeps them); ``record``: where stopped trials are written (None: not written)."""
+        self.limit, self.spent_before = limit, spent_before
+        self.record = Path(record) if record is not None else None
+        self.epochs: dict[str, int] = {}  # trial -> training epochs so far
+        self.stopped: dict[str, Stop] = {}
+        if self.record is not None and self.record.is_file():
+            saved = json.loads(self.record.read_text()).get("stopped", {})
+            self.stopped = {t: Stop(**s) for t, s in saved.items()}
+
+    @property
+    def spent(self) -> float:
+        return self.spent_before + sum(self.epochs.values())
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.limit
+
+    def on_report(self, trial: str, epochs: int, *, estimate: dict[str, float] | None = None) -> Stop | None:
+        """A trial's report after ``epochs`` training epochs; a ``Stop`` when it trained an epoch
+        though the budget was spent before that epoch."""
+        last = self.epochs.get(trial, 0)
+        if epochs <= last:  # no new training epoch (a sub-model measured, the final report, a retry)
+            return None
+        before = self.spent
+        self.epochs[trial] = epochs
+        if before < self.limit:
+            return None
+        stop = Stop(rung=0, epochs=epochs, estimate=dict(estimate or {}), reason=(
+            f"stopped at epoch {epochs}: the search's budget of {self.limit:,} training epochs was spent"))
+        self.stopped[trial] = stop
+        self._save()
+        return stop
+
+    def _save(self) -> None:
+        if self.record is None:
+            return
+        data = {"budget_epochs": self.limit, "spent_epochs": self.spent,
+                "stopped": {t: asdict(s) for t, s in self.stopped.items()}}
+        tmp = self.record.with_name(f".{self.record.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.record)

@@ -1,0 +1,124 @@
+"""A search's compute budget (search.budget_epochs): scripted reports through the budget, the
+scheduler and the searchers, no Ray instance."""
+
+import json
+import pickle
+from pathlib import Path
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from raytailor.errors import SpecError
+from raytailor.search.budget import BUDGET_FILE, EpochBudget
+from raytailor.search.results import stopped_in
+from raytailor.search.scheduler import ConstrainedEarlyStopping
+from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+from raytailor.search.space import DefineByRun
+from raytailor.search.tasks import TaskSearcher
+from raytailor.spec import ParamSpec, load_spec
+
+DEMO = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
+
+
+class Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+def epoch(n, **more):
+    return {"epochs": n, "student/loss": 1.0, **more}
+
+
+def test_the_epoch_that_crosses_the_budget_goes_on_and_the_next_one_stops(tmp_path):
+    budget = EpochBudget(10, spent_before=3, record=tmp_path / BUDGET_FILE)  # 7 epochs left
+    for n in range(1, 5):
+        assert budget.on_report("a", n) is None
+    for n in range(1, 4):  # 3 + 4 + 3 = 10 after b's third epoch: spent, but b trained it before
+        assert budget.on_report("b", n) is None
+    assert budget.exhausted and budget.spent == 10
+    assert budget.on_report("b", 3) is None  # no new epoch (a sub-model measured, the final report)
+    stop = budget.on_report("a", 5, estimate={"val_accuracy": 80.0, "macs": 1e6})
+    assert stop is not None and stop.epochs == 5 and "budget of 10 training epochs" in stop.reason
+    assert budget.spent == 11  # a's fifth epoch was trained: it counts
+    # the record is what the tables read, and survives a new process
+    assert set(stopped_in(tmp_path)) == {"a"} and stopped_in(tmp_path)["a"].estimate["macs"] == 1e6
+    assert json.loads((tmp_path / BUDGET_FILE).read_text())["spent_epochs"] == 11
+    assert set(EpochBudget(10, record=tmp_path / BUDGET_FILE).stopped) == {"a"}
+
+
+def test_the_scheduler_stops_training_trials_once_the_budget_is_spent_never_a_final_report(tmp_path):
+    scheduler = ConstrainedEarlyStopping(record=None, budget=EpochBudget(4, record=tmp_path / BUDGET_FILE))
+    a, b = Trial("a"), Trial("b")
+    assert scheduler.on_trial_result(None, a, epoch(1)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, a, {"factors_1/loss": 0.3}) == TrialScheduler.CONTINUE  # no epochs
+    assert scheduler.on_trial_result(None, a, epoch(2)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, b, epoch(1)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, b, epoch(2)) == TrialScheduler.CONTINUE  # 4: spent now
+    final = {"epochs": 2, "finished": True, "val_accuracy": 90.0, "best_val_accuracy": 90.0}
+    assert scheduler.on_trial_result(None, a, final) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, b, epoch(3)) == TrialScheduler.STOP
+    assert set(stopped_in(tmp_path)) == {"b"}
+    assert scheduler.rules is None and scheduler.debug_string() == "Budget: 5 of 4 epochs spent."
+    clone = pickle.loads(pickle.dumps(scheduler))  # Tune pickles it with the experiment
+    assert clone.budget.spent == 5
+
+
+def test_early_stopping_and_the_budget_both_stop_trials(tmp_path):
+    scheduler = ConstrainedEarlyStopping(
+        record=tmp_path / "early_stopping.json", budget=EpochBudget(3, record=tmp_path / BUDGET_FILE),
+        costs=["macs"], accuracy_target=90.0, reduction_factor=3, grace_epochs=1, min_finished=1, slack=0.0)
+
+    def estimate(n, accuracy, macs):
+        return epoch(n, **{"estimate/val_accuracy": accuracy, "estimate/macs": macs, "estimate/params": 1.0,
+                           "estimate/task_params": 1.0})
+
+    assert scheduler.on_trial_result(None, Trial("a"), estimate(1, 92.0, 1000)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, Trial("b"), estimate(1, 91.0, 2000)) == TrialScheduler.STOP  # dominated
+    assert scheduler.on_trial_result(None, Trial("a"), estimate(2, 93.0, 1000)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, Trial("a"), estimate(3, 93.0, 1000)) == TrialScheduler.STOP  # budget
+    assert stopped_in(tmp_path).keys() == {"a", "b"}
+    assert "budget" in stopped_in(tmp_path)["a"].reason and "dominated" in stopped_in(tmp_path)["b"].reason
+
+
+def test_the_searcher_starts_no_trial_once_the_budget_is_spent(tmp_path):
+    searcher = ConstrainedOptunaSearch(
+        space=DefineByRun({"theta": ParamSpec(low=0.01, high=0.2)}, {}), metric=["val_accuracy", "macs"],
+        mode=["max", "min"], sampler=make_sampler("random", 0), study_name="unit", accuracy_target=90.0,
+        storage_path=tmp_path / "optuna.journal", budget=EpochBudget(3, spent_before=1))
+    assert isinstance(searcher.suggest("a"), dict)
+    searcher.on_trial_result("a", epoch(1))
+    assert isinstance(searcher.suggest("b"), dict)  # 2 of 3 spent
+    searcher.on_trial_result("b", epoch(1))
+    assert searcher.suggest("c") == Searcher.FINISHED
+    # the stopped trial's last result is not a final one: PRUNED, never left RUNNING
+    searcher.on_trial_complete("b", epoch(2, done=True))
+    study = optuna.load_study(study_name="unit", storage=searcher._storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED]
+
+
+def test_a_task_whose_budget_is_spent_leaves_its_turns_to_the_others():
+    class Scripted(Searcher):
+        def __init__(self, finished_after):
+            super().__init__(metric="m", mode="max")
+            self.finished_after, self.asked = finished_after, 0
+
+        def suggest(self, trial_id):
+            if self.asked >= self.finished_after:
+                return Searcher.FINISHED
+            self.asked += 1
+            return {"x": self.asked}
+
+    router = TaskSearcher({"a": Scripted(1), "b": Scripted(10)}, max_trials={"a": 5, "b": 3})
+    tasks = [router.suggest(str(i))["task"] for i in range(4)]
+    assert tasks == ["a", "b", "b", "b"]  # a's budget was spent after one trial
+    assert router.suggest("5") == Searcher.FINISHED
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "search.budget_epochs must be >= 1"), ("4.5", "must be an integer"), ("lots", "must be an integer")])
+def test_a_budget_is_a_whole_number_of_epochs(value, message):
+    assert load_spec(DEMO, overrides=["search.budget_epochs=48"]).search.budget_epochs == 48
+    with pytest.raises(SpecError, match=message):
+        load_spec(DEMO, overrides=[f"search.budget_epochs={value}"])
