@@ -7,8 +7,11 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
 - c: early stopping (the default settings), one pruning per student;
 - d: both;
 - e: random sampling, full training, one pruning;
-- f: (d) with ``finetune_prunings: leanest_first`` (fine-tune only the prunings that could be
-  the trial's leanest to reach the target).
+- f: (d) with ``finetune_prunings: leanest_first`` (fine-tune the prunings from the leanest up,
+  until one reaches the target);
+- g: (f) given half of (a)'s compute: ``search.budget_epochs`` = (a)'s training epochs of the
+  same task and seed // 2 (so (a) runs first in each round), ``search.trials`` 16 so that the
+  budget, not the number of trials, ends it.
 
 For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
 the training epochs of all trials), the command's wall time, the leanest feasible model
@@ -60,6 +63,7 @@ VARIANTS = {
     "d": [GRID],
     "e": ["search.early_stopping=none", "search.sampler=random"],
     "f": [GRID, "finetune_prunings=leanest_first"],
+    "g": [GRID, "finetune_prunings=leanest_first", "search.trials=16"],  # + the budget: half of (a)'s
 }
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
@@ -158,7 +162,7 @@ def report(results: dict, variants: list[str]) -> None:
         for variant in variants:
             runs = list(by_variant[variant].values())
             print(f"| {variant} | " + " | ".join(_spread([r[name] for r in runs], fmt) for name, fmt in columns) + " |")
-        for other in [v for v in ("d", "f") if v in by_variant and "a" in by_variant]:
+        for other in [v for v in ("d", "f", "g") if v in by_variant and "a" in by_variant]:
             for seed in sorted(by_variant[other]):
                 a, d = by_variant["a"][seed], by_variant[other][seed]
                 if a["leanest_macs"] is None and d["leanest_macs"] is None:
@@ -185,6 +189,8 @@ def main() -> None:
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--cache", help="teacher cache to use and keep (default: a temporary one)")
     args = parser.parse_args()
+    if "g" in args.variants and "a" not in args.variants:
+        parser.error("variant g is given half of variant a's epochs: run a too")
     sets = DEFAULT_SETS if args.sets is None else args.sets
     results: dict = {task: {v: {} for v in args.variants} for task in args.tasks}
     with tempfile.TemporaryDirectory() as folder:
@@ -196,9 +202,15 @@ def main() -> None:
         for round_, seed in enumerate(args.seeds):
             for task in args.tasks:
                 shift = round_ % len(args.variants)
-                for variant in args.variants[shift:] + args.variants[:shift]:
+                order = args.variants[shift:] + args.variants[:shift]
+                if "g" in order:  # after (a), whose epochs set its budget
+                    order.remove("g")
+                    order.insert(order.index("a") + 1, "g")
+                for variant in order:
                     out = root / f"{task}-{variant}-{seed}"
-                    wall = run_search(DEMO, out, cache, [*TASKS[task], *sets, *VARIANTS[variant],
+                    budget = ([f"search.budget_epochs={int(results[task]['a'][seed]['epochs']) // 2}"]
+                              if variant == "g" else [])
+                    wall = run_search(DEMO, out, cache, [*TASKS[task], *sets, *VARIANTS[variant], *budget,
                                                             f"search.seed={seed}"])
                     results[task][variant][seed] = measure(out, wall)
                     brief = {k: v for k, v in results[task][variant][seed].items()
