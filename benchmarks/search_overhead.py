@@ -12,7 +12,8 @@ Both variants run the same spec as separate commands, interleaved (reuse, fresh,
 ...), sharing one teacher cache that a warm-up run fills first. Prints the median and range of
 each ratio over the rounds.
 
-    .venv/bin/python benchmarks/search_overhead.py [--rounds 3] [--set student_epochs=3 ...]
+    .venv/bin/python benchmarks/search_overhead.py [--rounds 3] [--variants reuse fresh]
+        [--set student_epochs=3 ...]
 """
 
 from __future__ import annotations
@@ -46,17 +47,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spec", default=str(ROOT / "search_spaces" / "demo.yaml"))
     parser.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE")
+    parser.add_argument("--variants", nargs="+", choices=["reuse", "fresh"], default=["reuse", "fresh"],
+                        help="reuse: workers reused (the default search); fresh: a new worker per trial")
     args = parser.parse_args()
     sets = DEFAULT_SETS if args.sets is None else args.sets
     import yaml
 
     slots = yaml.safe_load(Path(args.spec).read_text())["search"]["max_concurrent"]
-    ratios: dict[str, dict[str, list[float]]] = {v: {"span": [], "command": []} for v in ("reuse", "fresh")}
+    ratios: dict[str, dict[str, list[float]]] = {v: {"span": [], "command": []} for v in args.variants}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         run_search(Path(args.spec), root / "warmup", root / "cache", [*sets, "search.trials=2"])  # the teacher
         for round_ in range(args.rounds):
-            order = ("reuse", "fresh") if round_ % 2 == 0 else ("fresh", "reuse")
+            order = args.variants if round_ % 2 == 0 else args.variants[::-1]
             for variant in order:
                 out = root / f"{variant}-{round_}"
                 flag = f"search.reuse_workers={'true' if variant == 'reuse' else 'false'}"
