@@ -310,6 +310,13 @@ def test_search_progress_says_where_each_trial_is_and_what_it_would_produce():
     assert table[1].split()[:2] == ["task", "trial"] and table[2].split()[:2] == ["easy", "e1"]
     assert table[2].split()[-1] == "no" and table[3].split()[-1] == "yes"
 
+    # with a budget: the epochs spent so far (a resume's kept trials too) against it
+    progress = SearchProgress(trials=4, concurrent=2, accuracy_target=90.0, stream=io.StringIO(), plain=True,
+                              budget_epochs=48, spent_epochs=20)
+    progress.on_trial_start(0, [], a)
+    progress.on_trial_result(0, [], a, {"student/loss": 1.0, "epochs": 7})
+    assert progress.summary().endswith("to go; 27/48 epochs of the budget")
+
 
 def test_a_stopped_trial_shows_its_last_estimate_in_hparams_as_in_the_tables():
     from raytailor.search.tensorboard import hparam_metrics

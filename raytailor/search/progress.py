@@ -47,9 +47,12 @@ def stage_of(result: dict[str, Any]) -> str | None:
 class SearchProgress(tune.Callback):
     def __init__(self, *, trials: int, concurrent: int, accuracy_target: float | dict[str | None, float],
                  cost: str = "macs", interval: float = 15.0, stream: TextIO | None = None,
-                 plain: bool | None = None) -> None:
-        """``accuracy_target``: the search's, or a multi-task search's by task."""
+                 plain: bool | None = None, budget_epochs: int | None = None, spent_epochs: int = 0) -> None:
+        """``accuracy_target``: the search's, or a multi-task search's by task; ``budget_epochs``:
+        the training epochs all trials may spend (every task's), of which ``spent_epochs`` were
+        spent by trials a resumed search kept."""
         self.total, self.concurrent = trials, concurrent
+        self.budget, self.spent_before = budget_epochs, spent_epochs
         self.targets = accuracy_target if isinstance(accuracy_target, dict) else {None: accuracy_target}
         self.cost = cost
         self.interval = interval
@@ -106,6 +109,9 @@ class SearchProgress(tune.Callback):
         text = (f"[search] {len(ended)}/{self.total} done"
                 + (f" ({stopped} stopped" + (f", {failed} failed)" if failed else ")") if stopped or failed else "")
                 + f", {running} running, {to_go} to go")
+        if self.budget is not None:
+            spent = self.spent_before + sum(line.epochs for line in self.lines.values())
+            text += f"; {spent:,}/{self.budget:,} epochs of the budget"
         for task in self.targets:
             feasible = [(line.cost, trial) for trial, line in self.lines.items() if line.status == "done"
                         and line.task == task and self._feasible(line)]

@@ -208,7 +208,10 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     callbacks += [TrialTensorBoard(space=spec.space), ended := RunEnded()]
     trials = sum(task.trials for task in tasks)
     if verbose:
+        budget = spec.search.budget_epochs
         callbacks.append(SearchProgress(trials=trials, concurrent=spec.search.max_concurrent,
+                                        budget_epochs=None if budget is None else budget * len(tasks),
+                                        spent_epochs=sum(task.spent_epochs for task in tasks),
                                         accuracy_target={t.name: t.shared.accuracy_target for t in tasks},
                                         cost=leanest_cost(spec.objectives)))
     shared = tasks[0].shared if single else {task.name: task.shared for task in tasks}
