@@ -323,8 +323,8 @@ def parse_spec(raw: Any, *, overrides: list[str] | None = None, base_dir: Path |
     if not isinstance(raw, dict):
         raise SpecError(f"a spec must be a YAML mapping, got {type(raw).__name__}")
     if TASKS in raw:
-        raise SpecError(f"this spec names several tasks ({TASKS}:); `raytailor search` runs them, `raytailor tailor` "
-                        "takes a spec with one data section")
+        raise SpecError(f"this spec names several tasks ({TASKS}:), which only `raytailor search` runs; this command "
+                        "takes a spec with one data section (each task folder of a search holds its own spec.yaml)")
     raw = apply_overrides(raw, overrides or [])
     spec = _build(Spec, raw, "spec")
     spec = dataclasses.replace(spec, base_dir=str(base_dir or Path.cwd()))
