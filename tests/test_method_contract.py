@@ -239,6 +239,35 @@ def test_sampler_is_told_every_other_pruning_as_a_trial_of_its_own(tmp_path):
     assert "gamma1" not in extra[0].params  # an inactive conditional stays out
 
 
+def test_a_trial_whose_one_sub_model_is_another_pruning_teaches_the_sampler(tmp_path):
+    """finetune_prunings: leanest_first may fine-tune only the leanest pruning, not the trial's
+    own: the study gets it as a trial of its own (the trial's own point, never measured, FAIL)."""
+    import json
+
+    from ray import tune
+
+    from raytailor.search.callbacks import SubmodelsToStudy
+    from raytailor.search.searcher import journal_storage
+
+    space = {"blocks_removed": ParamSpec(low=0, high=6, default=3)}
+    storage = journal_storage(tmp_path / "optuna.journal")
+    optuna.create_study(study_name="unit", storage=storage, directions=["maximize", "minimize"])
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "result.json").write_text(json.dumps({"submodels": [
+        {"submodel": 0, "own_hyperparameters": {"blocks_removed": 6}, "val_accuracy": 91.0, "macs": 40}]}))
+
+    class Trial:
+        trial_id, config = "abc", {"blocks_removed": 2}
+        checkpoint = tune.Checkpoint.from_directory(str(tmp_path / "checkpoint"))
+
+    SubmodelsToStudy(journal=tmp_path / "optuna.journal", study_name="unit", space=space,
+                     metrics=["val_accuracy", "macs"], accuracy_target=90.0).on_trial_complete(0, [], Trial())
+    (told,) = optuna.load_study(study_name="unit", storage=storage).trials
+    assert told.params == {"blocks_removed": 6} and told.values == [91.0, 40]
+    assert sampled_submodel({"submodels": [{"submodel": 0, "own_hyperparameters": {"blocks_removed": 6}}],
+                             "chosen_submodel": 0}, {"blocks_removed": 2}) is None  # own point: FAIL
+
+
 def test_final_report_names_the_sub_model_of_the_sampled_values():
     records = [{"submodel": 0, "own_hyperparameters": {"theta": 0.05, "blocks_removed": 2}, "val_accuracy": 90.0},
                {"submodel": 1, "own_hyperparameters": {"theta": 0.05, "blocks_removed": 5}, "val_accuracy": 85.0}]

@@ -411,7 +411,7 @@ def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str
         if trial_id in with_submodels or record.checkpoint is None:
             continue
         submodels = checkpoint_submodels(record.saved_result())
-        if len(submodels or []) >= 2:
+        if submodels:
             add_submodel_trials(study, space=spec.space, config=record.config, records=submodels, metrics=metrics,
                                 accuracy_target=accuracy_target, trial_id=trial_id)
 
