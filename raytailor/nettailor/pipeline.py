@@ -190,9 +190,9 @@ def run_nettailor(
         if on_epoch is None:
             return
         if leanest_first:
-            # at best the leanest pruning of the grid, as accurate as the dense student is now
-            # (no fine-tuned pruning of it was more accurate than the student by more than what
-            # finished trials gained: early stopping learns that margin)
+            # its best case: the leanest pruning of the grid, as accurate as the dense student is
+            # now (a fine-tuned pruning may end above that; early stopping learns by how much
+            # from the trials that finished)
             projections = [costs.projected(student, theta=t, blocks_removed=k) for t, k in grid]
             projections = [p for p in projections if p]
             estimate = min(projections, key=lambda p: p[f"projected_{goal.cost}"], default={})
