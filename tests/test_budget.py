@@ -90,10 +90,11 @@ def test_the_searcher_starts_no_trial_once_the_budget_is_spent(tmp_path):
     assert isinstance(searcher.suggest("a"), dict)
     searcher.on_trial_result("a", epoch(1))
     assert isinstance(searcher.suggest("b"), dict)  # 2 of 3 spent
-    searcher.on_trial_result("b", epoch(1))
+    # b's first epoch reaches the searcher only with its end (Tune passes a result the
+    # scheduler stopped a trial at to on_trial_complete, not on_trial_result); its last result
+    # is not a final one: PRUNED, never left RUNNING
+    searcher.on_trial_complete("b", epoch(1, done=True))
     assert searcher.suggest("c") == Searcher.FINISHED
-    # the stopped trial's last result is not a final one: PRUNED, never left RUNNING
-    searcher.on_trial_complete("b", epoch(2, done=True))
     study = optuna.load_study(study_name="unit", storage=searcher._storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED]
 

@@ -92,11 +92,16 @@ class ConstrainedOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self.budget is not None and EPOCHS in result and not is_finished(result):
-            self.budget.on_report(trial_id, int(result[EPOCHS]))
+        self._count_epochs(trial_id, result)
         super().on_trial_result(trial_id, result)
 
+    def _count_epochs(self, trial_id: str, result: dict | None) -> None:
+        if self.budget is not None and result and EPOCHS in result:
+            self.budget.on_report(trial_id, int(result[EPOCHS]))
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # a result the scheduler stopped the trial at reaches the searcher here only
+        self._count_epochs(trial_id, result)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         tell_outcome(self._ot_study, self._ot_trials[trial_id], result, error=error,
