@@ -10,8 +10,10 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
 - f: (d) with ``finetune_prunings: leanest_first`` (fine-tune the prunings from the leanest up,
   until one reaches the target);
 - g: (f) given half of (a)'s compute: ``search.budget_epochs`` = (a)'s training epochs of the
-  same task and seed // 2 (so (a) runs first in each round), ``search.trials`` 16 so that the
-  budget, not the number of trials, ends it.
+  same task and seed // 2 (so (a) runs first in each round), less one epoch per concurrent
+  trial (a running trial stops at the first epoch it reports beyond the budget, so a search
+  may exceed its budget by that much); ``search.trials`` 16 so that the budget, not the
+  number of trials, ends it.
 
 For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
 the training epochs of all trials), the command's wall time, the leanest feasible model
@@ -65,6 +67,7 @@ VARIANTS = {
     "f": [GRID, "finetune_prunings=leanest_first"],
     "g": [GRID, "finetune_prunings=leanest_first", "search.trials=16"],  # + the budget: half of (a)'s
 }
+CONCURRENT = 2  # the demo's search.max_concurrent
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
 
@@ -208,7 +211,7 @@ def main() -> None:
                     order.insert(order.index("a") + 1, "g")
                 for variant in order:
                     out = root / f"{task}-{variant}-{seed}"
-                    budget = ([f"search.budget_epochs={int(results[task]['a'][seed]['epochs']) // 2}"]
+                    budget = ([f"search.budget_epochs={int(results[task]['a'][seed]['epochs']) // 2 - CONCURRENT}"]
                               if variant == "g" else [])
                     wall = run_search(DEMO, out, cache, [*TASKS[task], *sets, *VARIANTS[variant], *budget,
                                                             f"search.seed={seed}"])
