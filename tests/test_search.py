@@ -260,13 +260,17 @@ def test_a_spent_budget_stops_the_running_trial_starts_no_other_and_stays_spent_
     resume counts what the kept trials spent: it runs nothing."""
     out = tmp_path / "out"
     done = _search(BUDGETED, out, env)
-    rows = pq.read_table(out / "trials.parquet").to_pylist()
-    assert [(r["status"], r["trained_epochs"]) for r in rows] == [("TERMINATED", 3), ("STOPPED", 2)]
-    assert rows[1]["reason"] == "stopped at epoch 2: the search's budget of 4 training epochs was spent"
-    assert not rows[1]["on_front"] and rows[1]["test_accuracy"] is None
+    rows = pq.read_table(out / "trials.parquet").to_pylist()  # in trial id order
+    by_status = {r["status"]: r for r in rows}
+    assert len(rows) == 2 and by_status["TERMINATED"]["trained_epochs"] == 3
+    stopped = by_status["STOPPED"]
+    assert stopped["trained_epochs"] == 2
+    assert stopped["reason"] == "stopped at epoch 2: the search's budget of 4 training epochs was spent"
+    assert not stopped["on_front"] and stopped["test_accuracy"] is None
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (5, 4, True)
     assert summary["unfinished"] == 0 and "the budget of 4 training epochs was spent (5) after 2 of 4" in done.stderr
+    # in the order asked: the first trial finished, the second was stopped
     assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 
     resumed = _cli("resume", str(out), env=env)
