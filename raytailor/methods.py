@@ -58,10 +58,20 @@ class Goal:
     """What ``run.py`` will choose when the method makes no pick of its own: the leanest
     candidate by ``cost`` (``macs``, ``params`` or ``task_params``, as measured on the module)
     whose validation accuracy reaches ``accuracy_target``. A method may leave out work on
-    candidates that cannot be that one (NetTailor's ``finetune_prunings: leanest_first``)."""
+    candidates that cannot be that one (NetTailor's ``finetune_prunings: leanest_first``).
+
+    ``leaner_than``, where given, says what a candidate must not cost more than to be of any use:
+    the teacher's cost (the teacher meets the target by definition) or, in a search, that of the
+    leanest feasible model the search already holds. It may fall while the run goes on (a search's
+    other trials finish), so a method reads it again before each costly step."""
 
     accuracy_target: float
     cost: str
+    leaner_than: Callable[[], float] | None = None
+
+    def worth(self, cost: float) -> bool:
+        """Whether a candidate of ``cost`` could still be of use (see ``leaner_than``)."""
+        return self.leaner_than is None or cost <= self.leaner_than()
 
 
 @dataclass

@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ class TailoredRun:
 def run_method(
     prepared: Prepared, teacher: BlockNetwork, values: dict[str, Any], *,
     on_epoch: EpochCallback | None = None, verbose: bool = True, accuracy_target: float | None = None,
+    leaner_than: Callable[[], float] | None = None,
 ) -> TailoredRun:
     """Tailor with hyper-parameter ``values``; ``tailor`` and every search trial run exactly this.
 
@@ -146,7 +148,8 @@ def run_method(
     (TransTailor's tau), else the leanest that meets ``accuracy_target`` on validation (the most
     accurate if none does). Besides it, ``submodels`` keeps those on the run's own front over the
     spec's objectives that meet the target: one off that front cannot be on a search's front
-    for those objectives, nor can an infeasible one."""
+    for those objectives, nor can an infeasible one. ``leaner_than``: the cost (the spec's
+    ``leanest_cost``) a sub-model must not exceed to be of use (``methods.Goal``)."""
     from raytailor.methods import SUBMODELS_STAGE, Goal, get_method
     from raytailor.pareto import leanest, leanest_cost, mark_front, meets_target
 
@@ -154,7 +157,7 @@ def run_method(
     method = get_method(spec.method)
     config = spec.method_config(values)
     cost = leanest_cost(spec.objectives)
-    goal = None if accuracy_target is None else Goal(accuracy_target, cost)
+    goal = None if accuracy_target is None else Goal(accuracy_target, cost, leaner_than)
     torch.manual_seed(spec.data.seed)
     with precision_scope(prepared.precision, prepared.device):  # measured below in fp32, as exported
         outcome = method.tailor(
@@ -220,6 +223,7 @@ def save_run(run: TailoredRun, out_dir: Path, **extra: Any) -> dict[str, Any]:
 
 def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str, Any]:
     """Run teacher -> method with ``spec.hyperparameters()``; write result.json and model/."""
+    from raytailor.pareto import leanest_cost
     from raytailor.preflight import check_device, check_hyperparameters, check_output
 
     started = time.perf_counter()
@@ -235,7 +239,9 @@ def tailor(spec: Spec, out_dir: str | Path, *, verbose: bool = True) -> dict[str
     teacher = fit_teacher(prepared, verbose=verbose)
     teacher_metrics = model_metrics(prepared, teacher, [teacher])  # fine-tuning: all params are the task's
     accuracy_target = teacher_metrics["val_accuracy"] - spec.target.max_drop
-    run = run_method(prepared, teacher, spec.hyperparameters(), verbose=verbose, accuracy_target=accuracy_target)
+    teacher_cost = teacher_metrics[leanest_cost(spec.objectives)]  # a costlier model is of no use
+    run = run_method(prepared, teacher, spec.hyperparameters(), verbose=verbose, accuracy_target=accuracy_target,
+                     leaner_than=lambda: teacher_cost)
     result = save_run(
         run, out_dir, name=spec.name, method=spec.method, backbone=spec.backbone.arch,
         image_size=spec.data.image_size, teacher=teacher_metrics, accuracy_target=accuracy_target,

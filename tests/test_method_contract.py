@@ -125,6 +125,16 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
     assert all(measured[s][0] > leanest_reached for s in set(measured) - set(kept))
     assert all(s in kept for s in measured if measured[s][0] <= leanest_reached)
     assert [kept[s][0] for s in kept] == sorted(kept[s][0] for s in kept)  # from the leanest up
+    # a target none reaches, with a bound (the teacher's cost, or a feasible model the search
+    # holds): nothing costlier than the bound is fine-tuned, but the leanest always is; the bound
+    # is read again before each fine-tune (another trial may lower it meanwhile)
+    costs = sorted(macs for macs, _ in measured.values())
+    bounds = iter([costs[2]] + [costs[1]] * len(costs))  # read before the 2nd, lowered for the 3rd
+    lean, kept = run("leanest_first", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: next(bounds)))
+    assert sorted(macs for macs, _ in kept.values()) == [c for c in costs if c <= costs[1]]
+    assert lean.skipped == len(measured) - len(kept)
+    lean, kept = run("leanest_first", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: 0.0))
+    assert [macs for macs, _ in kept.values()] == [costs[0]] and lean.skipped == len(measured) - 1
     with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first"):
         NetTailorConfig(finetune_prunings="some")
 

@@ -453,3 +453,28 @@ def test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_e
     assert scheduler.on_trial_result(None, trial_b, {}) == TrialScheduler.CONTINUE
     scheduler.on_trial_complete(None, trial_b, {})
     assert schedulers["a"].seen == ["t0"] and schedulers["b"].seen == ["t1", "t1 done"]
+
+
+def test_the_leanest_feasible_cost_falls_with_each_offer_and_falls_back_to_its_seed():
+    """What a search's trials read before each pruning they might fine-tune (methods.Goal
+    .leaner_than): the least cost offered, never a non-finite one; the seed (the teacher's cost)
+    once the actor is gone, so a lost actor costs work, never a model."""
+    import ray
+
+    from raytailor.search.leanest_feasible import LeanestFeasible
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")  # private
+    try:
+        leanest = LeanestFeasible(1000.0)
+        assert leanest.least() == 1000.0
+        for cost, least in [(800.0, 800.0), (900.0, 800.0), (float("nan"), 800.0), (500.0, 500.0)]:
+            leanest.offer(cost)
+            assert leanest.least() == least
+        trial_copy = ray.get(ray.put(leanest))  # as a trial gets it (tune.with_parameters)
+        trial_copy.offer(400.0)
+        assert leanest.least() == 400.0
+        ray.kill(leanest._actor)
+        assert leanest.least() == 1000.0
+        leanest.offer(10.0)  # nothing raised
+    finally:
+        ray.shutdown()

@@ -174,8 +174,9 @@ def run_nettailor(
     each distinct pruning. With ``finetune_prunings: leanest_first`` and a ``goal``, the
     prunings are fine-tuned from the leanest up and the run stops at the first that reaches the
     target (every one left out costs at least as much, so the run chooses what it would have
-    chosen among all of them fine-tuned the same way). Raises if no pruning leaves a path to the
-    classifier."""
+    chosen among all of them fine-tuned the same way), or at the first that costs more than
+    ``goal.leaner_than`` (the leanest is fine-tuned whatever it costs). Raises if no pruning
+    leaves a path to the classifier."""
     grid = pruning_grid(config)
     too_many = max(k for _, k in grid)
     if too_many > pretrained.num_blocks:
@@ -233,7 +234,11 @@ def run_nettailor(
         distinct.sort(key=lambda d: costs.of(d[2])[cost])
     feasible_cost = float("inf")  # the least cost fine-tuned to the target so far (leanest_first)
     for theta, blocks_removed, survivors in distinct:
-        if leanest_first and costs.of(survivors)[cost] > feasible_cost:
+        # leanest_first: nothing costlier than a pruning that reached the target, nor (past the
+        # leanest, so that the run yields a model) than the goal's bound: the teacher, or a
+        # feasible model the search already holds
+        if leanest_first and (costs.of(survivors)[cost] > feasible_cost
+                              or outcome.prunings and not goal.worth(costs.of(survivors)[cost])):
             outcome.skipped += 1
             continue
         tailored = compact(student, survivors)

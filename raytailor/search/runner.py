@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from raytailor.errors import SpecError
+from raytailor.pareto import leanest_cost
 from raytailor.run import dump_spec
 from raytailor.search.budget import BUDGET_FILE, EpochBudget
 from raytailor.search.early_stopping import RECORD_FILE
@@ -68,6 +70,7 @@ class SearchTask:
     trials: int = 0   # trials to run now
     seed: int = 0     # the sampler's seed for them
     spent_epochs: int = 0  # training epochs its trials kept from an earlier run spent (resume)
+    kept_leanest: float = math.inf  # the cost of the leanest feasible model they saved (resume)
     shared: Any = None  # its SharedTask, once prepared
 
 
@@ -124,14 +127,15 @@ def _space(spec: Spec) -> DefineByRun:
     return DefineByRun(spec.space, defaults)
 
 
-def _trainable(spec: Spec, shared: Any, restarts: str | None = None):
+def _trainable(spec: Spec, shared: Any, restarts: str | None = None, leanest: Any = None):
     from ray import tune
 
     from raytailor.search.trainable import tailoring_trial
 
     resources = spec.search.resources
-    return tune.with_resources(tune.with_parameters(tailoring_trial, shared=shared, restarts=restarts),
-                               {"cpu": resources.cpu, "gpu": resources.gpu})
+    return tune.with_resources(
+        tune.with_parameters(tailoring_trial, shared=shared, restarts=restarts, leanest=leanest),
+        {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
 def _budget(task: SearchTask, *, recorded: bool) -> EpochBudget | None:
@@ -178,8 +182,8 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from raytailor.pareto import leanest_cost
     from raytailor.search.callbacks import RunEnded, StoppedToTensorBoard, SubmodelsToStudy, TablesAsTrialsEnd
+    from raytailor.search.leanest_feasible import LeanestFeasible
     from raytailor.search.progress import SearchProgress
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
     from raytailor.search.tasks import ForTask, TaskScheduler, TaskSearcher
@@ -215,8 +219,11 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
                                         accuracy_target={t.name: t.shared.accuracy_target for t in tasks},
                                         cost=leanest_cost(spec.objectives)))
     shared = tasks[0].shared if single else {task.name: task.shared for task in tasks}
+    cost = leanest_cost(spec.objectives)  # what trials may leave out work above, by task
+    leanest = {task.name: LeanestFeasible(min(task.shared.teacher_metrics[cost], task.kept_leanest))
+               for task in tasks}
     tuner = tune.Tuner(
-        _trainable(spec, shared, restarts),
+        _trainable(spec, shared, restarts, leanest[None] if single else leanest),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             scheduler=schedulers[None] if single else TaskScheduler(schedulers),
@@ -319,6 +326,9 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
         task.trials = max(task.spec.search.trials - len(ended), 0)
         task.spent_epochs = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
+        cost = leanest_cost(task.spec.objectives)
+        task.kept_leanest = min((float(r.metrics[cost]) for r in ended.values()
+                                 if r.metrics.get("feasible") and cost in r.metrics), default=math.inf)
         # a sampler seeded as at the start would draw the values it drew then again
         task.seed = task.spec.search.seed + len(study.trials)
     if any(task.trials for task in tasks):

@@ -22,8 +22,9 @@ from ray import tune
 
 from raytailor.errors import RaytailorError
 from raytailor.methods import SUBMODELS_STAGE, estimate_of
-from raytailor.pareto import meets_target
+from raytailor.pareto import leanest_cost, meets_target
 from raytailor.run import run_method, save_run
+from raytailor.search.leanest_feasible import LeanestFeasible
 from raytailor.search.location import TASK
 from raytailor.search.shared import SharedTask
 from raytailor.stage_checkpoints import INDEX, StageCheckpoints, resumable
@@ -102,14 +103,20 @@ def _restore(folder: Path, config: dict[str, Any], restarts: str | None) -> None
 
 
 def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, SharedTask],
-                    restarts: str | None = None) -> None:
+                    restarts: str | None = None,
+                    leanest: LeanestFeasible | dict[str, LeanestFeasible] | None = None) -> None:
     """One trial. Its training state is saved as it goes (``stage_checkpoints``; every
     ``search.checkpoint_every`` epochs and each stage's end) and handed to Tune with that
     epoch's report: a retried trial continues from it, and so does one a resume runs again
     (``restarts``: where the resume left interrupted trials' checkpoints, by ``restart_key``).
-    A multi-task search shares ``{task: SharedTask}`` and names the trial's task in its config."""
+    A multi-task search shares ``{task: SharedTask}`` and names the trial's task in its config.
+    ``leanest``: the cost of the search's (task's) leanest feasible model so far, which the run
+    may leave out work above (``methods.Goal.leaner_than``) and the trial lowers once its own
+    feasible model is saved."""
     if isinstance(shared, dict):
         shared = shared[config[TASK]]
+    if isinstance(leanest, dict):
+        leanest = leanest[config[TASK]]
     prepared, teacher = shared.materialise()
     values = {**shared.spec.hyperparameters(), **{k: v for k, v in config.items() if k != TASK}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -117,11 +124,11 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, Share
         stages.mkdir()
         _restore(stages, config, restarts)
         checkpoints = StageCheckpoints(stages, every=shared.spec.search.checkpoint_every)
-        _run_trial(prepared, teacher, values, shared, checkpoints)
+        _run_trial(prepared, teacher, values, shared, checkpoints, leanest)
 
 
 def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: SharedTask,
-               checkpoints: StageCheckpoints) -> None:
+               checkpoints: StageCheckpoints, leanest: LeanestFeasible | None) -> None:
     epochs = restored = checkpoints.trained_epochs  # a restored trial goes on counting
 
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
@@ -139,7 +146,8 @@ def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: Shar
     try:
         with resumable(checkpoints):
             run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
-                             accuracy_target=shared.accuracy_target)
+                             accuracy_target=shared.accuracy_target,
+                             leaner_than=None if leanest is None else leanest.least)
     except RaytailorError as error:
         # it failed by itself (pruning cut every path, the loss diverged): the same values would
         # fail again, so it ends here with its reason, never retried (search.max_failures
@@ -148,5 +156,11 @@ def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: Shar
         return
     with tempfile.TemporaryDirectory() as folder:
         save_run(run, Path(folder))
-        tune.report(final_metrics(run.metrics, shared.accuracy_target, values) | {EPOCHS: epochs},
-                    checkpoint=tune.Checkpoint.from_directory(folder))
+        final = final_metrics(run.metrics, shared.accuracy_target, values)
+        tune.report(final | {EPOCHS: epochs}, checkpoint=tune.Checkpoint.from_directory(folder))
+    if leanest is not None:  # its feasible sub-models were saved with the report above
+        cost = leanest_cost(shared.spec.objectives)
+        feasible = [r[cost] for r in run.metrics.get("submodels") or [run.metrics]
+                    if meets_target(r["val_accuracy"], shared.accuracy_target)]
+        if feasible:
+            leanest.offer(min(feasible))
