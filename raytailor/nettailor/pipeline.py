@@ -194,7 +194,8 @@ def run_nettailor(
             # its best case: the leanest pruning of the grid, as accurate as the dense student is
             # now (a fine-tuned pruning may end above that; early stopping learns by how much
             # from the trials that finished)
-            projections = [costs.projected(student, theta=t, blocks_removed=k) for t, k in grid]
+            alpha = student.attention_weights().detach().cpu().tolist()  # one read-back for the grid
+            projections = [costs.projected(student, theta=t, blocks_removed=k, alpha=alpha) for t, k in grid]
             projections = [p for p in projections if p]
             estimate = min(projections, key=lambda p: p[f"projected_{goal.cost}"], default={})
             if estimate:

@@ -55,12 +55,13 @@ class PathCosts:
         }
 
     def projected(self, student: PathNetwork, *, theta: float, blocks_removed: int,
-                  val_loader: TensorLoader | None = None) -> dict[str, float]:
+                  val_loader: TensorLoader | None = None, alpha: list[float] | None = None) -> dict[str, float]:
         """The costs of pruning ``student`` now with (theta, K), and with ``val_loader`` the
         pruned student's validation accuracy (``projected_val_accuracy``: the compacted model
         before fine-tuning computes the same function); empty if that pruning would leave no path
-        to the classifier."""
-        alpha = student.attention_weights().detach().cpu().tolist()
+        to the classifier. ``alpha``: the student's attention weights, if already read back."""
+        if alpha is None:
+            alpha = student.attention_weights().detach().cpu().tolist()
         try:
             survivors = select_survivors(student.paths, alpha, theta=theta, blocks_removed=blocks_removed,
                                          last_node=student.num_nodes)

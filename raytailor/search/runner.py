@@ -159,9 +159,14 @@ def _scheduler(task: SearchTask, accuracy_target: float):
         return FIFOScheduler()
     if settings is None:
         return ConstrainedEarlyStopping(record=None, budget=budget)
-    costs = [objective for objective in task.spec.objectives if objective != "accuracy"]
-    return ConstrainedEarlyStopping(record=task.folder / RECORD_FILE, budget=budget, costs=costs,
-                                    accuracy_target=accuracy_target, **dataclasses.asdict(settings))
+    return ConstrainedEarlyStopping(record=task.folder / RECORD_FILE, budget=budget,
+                                    **_stopping_rules(task.spec, accuracy_target))
+
+
+def _stopping_rules(spec: Spec, accuracy_target: float) -> dict[str, Any]:
+    """``early_stopping.EarlyStopping``'s settings for ``spec`` (its early stopping switched on)."""
+    costs = [objective for objective in spec.objectives if objective != "accuracy"]
+    return {"costs": costs, "accuracy_target": accuracy_target, **dataclasses.asdict(spec.search.stopping)}
 
 
 def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None = None):
@@ -431,10 +436,7 @@ def _forget_estimates(spec: Spec, out_dir: Path, accuracy_target: float, kept_ep
     for them (their new trials estimate it again); what they estimated before stays."""
     from raytailor.search.early_stopping import EarlyStopping
 
-    costs = [objective for objective in spec.objectives if objective != "accuracy"]
-    rules = EarlyStopping(record=out_dir / RECORD_FILE, costs=costs, accuracy_target=accuracy_target,
-                          **dataclasses.asdict(spec.search.stopping))
-    rules.forget(kept_epochs)
+    EarlyStopping(record=out_dir / RECORD_FILE, **_stopping_rules(spec, accuracy_target)).forget(kept_epochs)
 
 
 def _finish(out_dir: Path, tasks: list[SearchTask], verbose: bool) -> dict | None:
