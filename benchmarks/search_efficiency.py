@@ -8,7 +8,8 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
 - d: both;
 - e: random sampling, full training, one pruning;
 - f: (d) with ``finetune_prunings: leanest_first`` (fine-tune the prunings from the leanest up,
-  until one reaches the target);
+  until one reaches the target, probing the costliest after the first miss, none costlier
+  than the teacher or the search's leanest feasible model; ``nettailor/finetune_order.py``);
 - g: (f) given half of (a)'s compute: ``search.budget_epochs`` = (a)'s training epochs of the
   same task and seed // 2 (so (a) runs first in each round), less one epoch per concurrent
   trial (a running trial stops at the first epoch it reports beyond the budget, so a search

@@ -14,6 +14,7 @@ from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader, load_splits
 from raytailor.methods import Candidate, Goal, MethodOutcome, TailoringMethod, estimate_of, get_method, methods
 from raytailor.nettailor.config import NetTailorConfig
+from raytailor.nettailor.finetune_order import LeanestFirst
 from raytailor.nettailor.pipeline import pruning_grid, run_nettailor
 from raytailor.pareto import mark_front
 from raytailor.run import Prepared, run_method
@@ -78,9 +79,9 @@ def test_one_student_gives_one_distinct_pruning_per_set_of_survivors():
 
 
 def test_leanest_first_fine_tunes_only_what_could_be_chosen():
-    """finetune_prunings: leanest_first leaves out exactly the prunings that cost more than one
-    fine-tuned to the target; those it fine-tunes come out as with "all" (a fine-tune does not
-    depend on which ran before), so the leanest pruning that reaches the target is the same."""
+    """finetune_prunings: leanest_first fine-tunes the prunings ``LeanestFirst`` names
+    (``tests/test_finetune_order.py``) and they come out as with "all" (a fine-tune does not
+    depend on which ran before), so the run chooses the same unless a probe missed."""
     splits, loader = _task()
     pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
 
@@ -114,25 +115,31 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
         "params": count_params(lean.prunings[0].model), "task_params": student["projected_task_params"]}
     assert rest and all(estimate_of(m) is None for _, m in rest)
     assert all(kept[s] == measured[s] for s in kept)  # the same fine-tuned models
-    # a target only the most accurate reaches: everything leaner is tried, nothing above it
+    # a target only the most accurate reaches: the prunings fine-tuned are those LeanestFirst
+    # names on the accuracies "all" measured (the grid's distinct prunings in the same order)
     best = max(measured, key=lambda s: (measured[s][1], -measured[s][0]))
     goal = Goal(accuracy_target=measured[best][1], cost="macs")
     lean, kept = run("leanest_first", goal)
-    reached = [s for s in kept if kept[s][1] >= goal.accuracy_target]
-    assert min(reached, key=lambda s: kept[s][0]) == min(
-        (s for s in measured if measured[s][1] >= goal.accuracy_target), key=lambda s: measured[s][0])
-    leanest_reached = min(kept[s][0] for s in reached)
-    assert all(measured[s][0] > leanest_reached for s in set(measured) - set(kept))
-    assert all(s in kept for s in measured if measured[s][0] <= leanest_reached)
-    assert [kept[s][0] for s in kept] == sorted(kept[s][0] for s in kept)  # from the leanest up
+    positions = list(measured)
+    order = LeanestFirst([measured[s][0] for s in positions])
+    expected = []
+    while (position := order.next()) is not None:
+        expected.append(positions[position])
+        order.reached(position, measured[positions[position]][1] >= goal.accuracy_target)
+    assert list(kept) == expected and lean.skipped == len(measured) - len(kept)
+    assert all(kept[s] == measured[s] for s in kept)  # the same fine-tuned models
+    # the run's choice is "all"'s unless a probe missed above it (accuracy fell with cost)
+    chosen = min((s for s in measured if measured[s][1] >= goal.accuracy_target), key=lambda s: measured[s][0])
+    if chosen not in kept:
+        probe = expected[1]
+        assert measured[probe][1] < goal.accuracy_target and measured[probe][0] > measured[chosen][0]
     # a target none reaches, with a bound (the teacher's cost, or a feasible model the search
-    # holds): nothing costlier than the bound is fine-tuned, but the leanest always is; the bound
-    # is read again before each fine-tune (another trial may lower it meanwhile)
+    # holds): nothing costlier than the bound is fine-tuned, but the leanest always is; past it,
+    # the probe (the costliest under the bound) misses, which ends the run
     costs = sorted(macs for macs, _ in measured.values())
-    bounds = iter([costs[2]] + [costs[1]] * len(costs))  # read before the 2nd, lowered for the 3rd
-    lean, kept = run("leanest_first", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: next(bounds)))
-    assert sorted(macs for macs, _ in kept.values()) == [c for c in costs if c <= costs[1]]
-    assert lean.skipped == len(measured) - len(kept)
+    lean, kept = run("leanest_first", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: costs[2]))
+    assert sorted(macs for macs, _ in kept.values()) == [costs[0], costs[2]]
+    assert lean.skipped == len(measured) - 2
     lean, kept = run("leanest_first", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: 0.0))
     assert [macs for macs, _ in kept.values()] == [costs[0]] and lean.skipped == len(measured) - 1
     with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first"):

@@ -2,6 +2,7 @@
 the interruption ends: for one fit, for NetTailor's student + prunings, for TransTailor's chain."""
 
 import copy
+import math
 from contextlib import nullcontext
 
 import pytest
@@ -9,7 +10,9 @@ import torch
 from torch import nn
 
 from raytailor.backbones import create_backbone
+from raytailor.cost import image_macs
 from raytailor.data import TensorLoader, load_splits
+from raytailor.methods import Goal
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.pipeline import run_nettailor
 from raytailor.stage_checkpoints import StageCheckpoints, resumable
@@ -103,6 +106,45 @@ def test_nettailor_cut_short_in_a_later_pruning_ends_as_the_uninterrupted_run(ta
     assert len(reference.prunings) == 3
     assert seen == [("finetune_2", 2)]  # no student epoch, no finished fine-tune trained again
     for a, b in zip(resumed.prunings, reference.prunings, strict=True):
+        assert a.survivors == b.survivors and _same(a.model, b.model)
+
+
+def test_a_leanest_first_run_continued_under_a_lower_bound_loads_no_pruning_into_another(task, tmp_path):
+    """A trial started again may read a lower bound (another trial's model finished meanwhile),
+    so its probe (finetune_order.py) can be another pruning. A stage's name says which pruning it
+    fine-tunes, so the saved probe is not loaded into the new one: the continued run trains the
+    new probe from its first epoch and ends as an uninterrupted run under the lower bound."""
+    splits, loader = task
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+
+    def run(policy, bound=math.inf, folder=None, crash=False):
+        config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=1, finetune_epochs=2,
+                                 prune_blocks=[0, 4, 6, 8], batch_size=16, finetune_prunings=policy)
+        torch.manual_seed(0)
+        seen = []
+
+        def on_epoch(stage, epoch, metrics):
+            seen.append((stage, epoch))
+            if crash and stage not in ("student", "finetune"):  # in the second fine-tune
+                raise Crash
+        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
+            return run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
+                                 train_loader=loader(splits.train, True), val_loader=loader(splits.val),
+                                 on_epoch=on_epoch, verbose=False,
+                                 goal=Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: bound)), seen
+
+    everything, _ = run("all")
+    costs = sorted(image_macs(p.model, 16) for p in everything.prunings)
+    n = len(costs)
+    assert n >= 3
+    with pytest.raises(Crash):  # no bound: the leanest misses, the probe is the costliest (rank n - 1)
+        run("leanest_first", folder=tmp_path, crash=True)
+    lower = costs[n - 2]  # under the probe's cost: the new probe is rank n - 2
+    continued, seen = run("leanest_first", lower, folder=tmp_path)
+    reference, _ = run("leanest_first", lower)
+    assert seen == [(f"finetune_{n - 2}", 1), (f"finetune_{n - 2}", 2)]
+    assert [image_macs(p.model, 16) for p in reference.prunings] == [costs[0], costs[n - 2]]
+    for a, b in zip(continued.prunings, reference.prunings, strict=True):
         assert a.survivors == b.survivors and _same(a.model, b.model)
 
 

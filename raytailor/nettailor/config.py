@@ -30,7 +30,8 @@ class NetTailorConfig:
     prune_blocks: list[int] = field(default_factory=list)
     # Which prunings are fine-tuned: "all", or "leanest_first": from the leanest up, until one
     # reaches the accuracy target (each left out costs more: it could not be the run's choice,
-    # only a more accurate point). The run's own (theta, K) is fine-tuned only if reached.
+    # only a more accurate point), probing the costliest after the first miss
+    # (``finetune_order.py``). The run's own (theta, K) is fine-tuned only if reached.
     finetune_prunings: str = "all"
     # the student's classifier starts as the "teacher"'s (our default) or "fresh" (the public
     # NetTailor code: the new task's classifier, newly initialised)

@@ -6,6 +6,7 @@ Plain PyTorch, no Ray: the search runs exactly this once per trial.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from raytailor.nettailor.compaction import compact
 from raytailor.nettailor.complexity import ExpectedComplexity
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.distillation import teacher_loss
+from raytailor.nettailor.finetune_order import LeanestFirst
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.projection import PathCosts
@@ -171,12 +173,12 @@ def run_nettailor(
     on_epoch: EpochCallback | None = None, verbose: bool = True, goal: Goal | None = None,
 ) -> NetTailorOutcome:
     """Train one student, then prune it with every (theta, K) of ``pruning_grid`` and fine-tune
-    each distinct pruning. With ``finetune_prunings: leanest_first`` and a ``goal``, the
-    prunings are fine-tuned from the leanest up and the run stops at the first that reaches the
-    target (every one left out costs at least as much, so the run chooses what it would have
-    chosen among all of them fine-tuned the same way), or at the first that costs more than
-    ``goal.leaner_than`` (the leanest is fine-tuned whatever it costs). Raises if no pruning
-    leaves a path to the classifier."""
+    each distinct pruning. With ``finetune_prunings: leanest_first`` and a ``goal``, only the
+    prunings that could be the run's choice are fine-tuned, in the order of ``LeanestFirst``:
+    from the leanest up to the first that reaches the target, nothing costlier than
+    ``goal.leaner_than`` past the leanest, and after the first miss the costliest still of use
+    as a probe (if it misses too, none in between). Raises if no pruning leaves a path to the
+    classifier."""
     grid = pruning_grid(config)
     too_many = max(k for _, k in grid)
     if too_many > pretrained.num_blocks:
@@ -230,24 +232,23 @@ def run_nettailor(
         distinct.append((theta, blocks_removed, survivors))
     if not distinct:
         raise failure
-    if leanest_first:  # stable: among equal costs, the grid's order (the run's own first)
-        cost = f"projected_{goal.cost}"
-        distinct.sort(key=lambda d: costs.of(d[2])[cost])
-    feasible_cost = float("inf")  # the least cost fine-tuned to the target so far (leanest_first)
-    for theta, blocks_removed, survivors in distinct:
-        # leanest_first: nothing costlier than a pruning that reached the target, nor (past the
-        # leanest, so that the run yields a model) than the goal's bound: the teacher, or a
-        # feasible model the search already holds
-        if leanest_first and (costs.of(survivors)[cost] > feasible_cost
-                              or outcome.prunings and not goal.worth(costs.of(survivors)[cost])):
-            outcome.skipped += 1
-            continue
+    if leanest_first:
+        order = LeanestFirst([costs.of(survivors)[f"projected_{goal.cost}"] for *_, survivors in distinct],
+                             bound=goal.leaner_than or (lambda: math.inf))
+        rank = {position: r for r, position in enumerate(order.order)}
+        positions = iter(order.next, None)
+    else:
+        positions = iter(range(len(distinct)))
+    for position in positions:
+        theta, blocks_removed, survivors = distinct[position]
         tailored = compact(student, survivors)
         if verbose:
             blocks = sum(p.kind == "block" for p in survivors)
             print(f"[prune] theta {theta:g}, K {blocks_removed}: kept {blocks}/{student.num_nodes} blocks and "
                   f"{len(survivors) - blocks}/{len(student.proxies)} proxies", file=sys.stderr, flush=True)
-        k = len(outcome.prunings)
+        # a stage's name says which pruning it fine-tunes (leanest_first: its rank by cost), so a
+        # trial started again on its stage checkpoints never loads one pruning's into another
+        k = rank[position] if leanest_first else len(outcome.prunings)
         if config.finetune_epochs > 0:
             train_paths(
                 tailored, teacher, stage="finetune" if k == 0 else f"finetune_{k}", gamma1=0.0, gamma2=config.gamma2,
@@ -258,7 +259,9 @@ def run_nettailor(
                 on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 and not leanest_first else on_epoch,
             )
         tailored.eval()
-        if leanest_first and meets_target(_fp32_accuracy(tailored, val_loader), goal.accuracy_target):
-            feasible_cost = min(feasible_cost, costs.of(survivors)[cost])
+        if leanest_first:
+            order.reached(position, meets_target(_fp32_accuracy(tailored, val_loader), goal.accuracy_target))
         outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))
+    if leanest_first:
+        outcome.skipped = order.skipped
     return outcome

@@ -1,0 +1,64 @@
+"""Which pruning of one trained student to fine-tune next (``finetune_prunings: leanest_first``).
+
+A run chooses the leanest fine-tuned pruning that reaches the accuracy target, so a pruning
+as costly as one that reached it or costlier is of no use, nor is one costlier than ``bound`` (the
+teacher's cost, or a feasible model the search already holds; it may fall while the run goes
+on). The prunings are fine-tuned from the leanest up, with one exception: after the first miss,
+the costliest pruning still of use is fine-tuned next, as a probe. If the probe misses too, no
+pruning in between is fine-tuned: each keeps no more of the student than the probe does when
+the grid varies K alone (a larger K removes more blocks from the same attention), so none is
+expected to be more accurate. If the probe reaches the target, the walk up from the leanest
+goes on below it.
+
+Fine-tunes, for n prunings of use with the leanest reaching the target at position j (1-based):
+the walk alone costs j (n when none reaches it); with the probe, 1 when j = 1, j + 1 when
+1 < j < n, n when j = n, and 2 when none reaches it. The leanest pruning that reaches the target
+is found whenever accuracy does not fall as the cost grows; where it does (more paths, the same
+short fine-tune), a pruning below a missing probe may be left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+
+class LeanestFirst:
+    """``next()`` names the position (in ``costs``) of the pruning to fine-tune next, None when
+    no other is of use; ``reached(position, met)`` says how its fine-tune ended. Among equal
+    costs, the lower position goes first. ``bound`` is read once per ``next()`` past the first
+    (the leanest is always fine-tuned, so the run yields a model)."""
+
+    def __init__(self, costs: Sequence[float], bound: Callable[[], float] = lambda: math.inf) -> None:
+        self.costs = list(costs)
+        self.bound = bound
+        self.order = sorted(range(len(self.costs)), key=lambda p: self.costs[p])
+        self.tried: list[int] = []
+        self.feasible_cost = math.inf  # the least cost fine-tuned to the target so far
+        self._probing = False
+        self._probed = False
+        self._done = False
+
+    def next(self) -> int | None:
+        if self._done:
+            return None
+        bound = self.bound() if self.tried else math.inf
+        useful = [p for p in self.order if p not in self.tried
+                  and self.costs[p] < self.feasible_cost and self.costs[p] <= bound]
+        if not useful:
+            return None
+        self._probing = bool(self.tried) and not self._probed and math.isinf(self.feasible_cost) and len(useful) >= 2
+        self._probed |= self._probing
+        return useful[-1] if self._probing else useful[0]
+
+    def reached(self, position: int, met: bool) -> None:
+        self.tried.append(position)
+        if met:
+            self.feasible_cost = min(self.feasible_cost, self.costs[position])
+        elif self._probing:
+            self._done = True  # the costliest of use misses: the leaner ones are not tried
+
+    @property
+    def skipped(self) -> int:
+        """Prunings not fine-tuned (so far)."""
+        return len(self.costs) - len(self.tried)
