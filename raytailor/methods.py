@@ -119,6 +119,12 @@ class TailoringMethod:
         """An empty module of the exported shape from ``architecture.json``; weights load into it."""
         raise NotImplementedError
 
+    def fewest_epochs(self, values: dict[str, list]) -> int:
+        """The fewest training epochs a run may spend to its end (where it has models to show),
+        over ``values`` (as ``check``'s). A search's budget starts no trial that the budget left
+        could not carry that far. 0 by default: not known, nothing is held back."""
+        return 0
+
     def check(self, values: dict[str, list], backbone: BlockNetwork) -> None:
         """Refuse, with a one-line ``SpecError``, hyper-parameter values ``backbone`` cannot take
         (before any training). ``values``: every value a run or search may use, by name (each

@@ -495,6 +495,10 @@ def _validate(spec: Spec) -> None:
                  f"space.{key}.when refers to {other!r}, which is not another space entry")
     sampling_order(spec.space)
     spec.method_config()  # every default and fixed value must make a valid config
+    if budget is not None:
+        fewest = get_method(spec.method).fewest_epochs(spec.possible_values())
+        need(budget >= fewest, f"search.budget_epochs is {budget}, less than the {fewest} training epochs a trial "
+                               f"spends at the least: no trial could run; raise it or shorten the trials")
 
 
 def sampling_order(space: dict[str, ParamSpec]) -> list[str]:

@@ -11,7 +11,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from raytailor.errors import SpecError
-from raytailor.search.budget import BUDGET_FILE, EpochBudget
+from raytailor.search.budget import BUDGET_FILE, EpochBudget, fewest_epochs
 from raytailor.search.results import stopped_in
 from raytailor.search.scheduler import ConstrainedEarlyStopping
 from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
@@ -94,9 +94,50 @@ def test_the_searcher_starts_no_trial_once_the_budget_is_spent(tmp_path):
     # scheduler stopped a trial at to on_trial_complete, not on_trial_result); its last result
     # is not a final one: PRUNED, never left RUNNING
     searcher.on_trial_complete("b", epoch(1, done=True))
-    assert searcher.suggest("c") == Searcher.FINISHED
     study = optuna.load_study(study_name="unit", storage=searcher._storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED]
+    assert searcher.suggest("c") is None  # spent, but a runs on: Tune asks again when a ends
+    searcher.on_trial_complete("a", epoch(1, done=True))
+    assert searcher.suggest("d") == Searcher.FINISHED  # none running: nothing will ever fit
+
+
+def test_no_trial_starts_that_the_budget_left_could_not_carry_to_its_end():
+    budget = EpochBudget(30, trial_epochs=12)  # a trial spends at least 12 epochs
+    assert budget.room_for_another
+    budget.started("a")
+    assert budget.room_for_another  # 12 owed to a + 12 <= 30
+    budget.started("b")
+    assert not budget.room_for_another  # 24 owed + 12 > 30
+    for n in (1, 2):  # early stopping ends b at its second epoch: its room comes back
+        budget.on_report("b", n)
+    budget.ended("b")
+    assert budget.room_for_another  # 2 spent + 12 owed to a + 12 = 26
+    budget.started("c")
+    for n in range(1, 17):  # a spends 16 (it fine-tuned a second pruning)
+        budget.on_report("a", n)
+    budget.ended("a")
+    # 18 spent and 12 owed to c: 12 epochs are left, but a new trial could not finish in them
+    assert not budget.room_for_another and not budget.exhausted
+    assert EpochBudget(12, trial_epochs=12).room_for_another and not EpochBudget(11, trial_epochs=12).room_for_another
+    unknown = EpochBudget(3)  # a method that does not say its fewest: room while any epoch is left
+    unknown.started("a")
+    assert unknown.room_for_another
+    for n in (1, 2, 3):
+        unknown.on_report("a", n)
+    assert not unknown.room_for_another
+
+
+def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):
+    assert fewest_epochs(load_spec(DEMO)) == 16 + 8  # student_epochs + finetune_epochs
+    searched = tmp_path / "searched.yaml"  # student_epochs searched in 4-20 instead of fixed at 16
+    searched.write_text(DEMO.read_text().replace("fixed: {student_epochs: 16, ", "fixed: {")
+                        .replace("space:\n", "space:\n  student_epochs: {low: 4, high: 20, default: 16}\n"))
+    assert fewest_epochs(load_spec(searched)) == 4 + 8
+    with pytest.raises(SpecError, match="budget_epochs is 11, less than the 12 training epochs a trial spends"):
+        load_spec(searched, overrides=["search.budget_epochs=11"])
+    transtailor = load_spec(DEMO.parent / "transtailor_demo.yaml")
+    config = transtailor.method_config()
+    assert fewest_epochs(transtailor) == config.classifier_epochs + config.full_finetune_epochs + config.factor_epochs
 
 
 def test_a_task_whose_budget_is_spent_leaves_its_turns_to_the_others():
@@ -115,6 +156,25 @@ def test_a_task_whose_budget_is_spent_leaves_its_turns_to_the_others():
     tasks = [router.suggest(str(i))["task"] for i in range(4)]
     assert tasks == ["a", "b", "b", "b"]  # a's budget was spent after one trial
     assert router.suggest("5") == Searcher.FINISHED
+
+
+def test_a_task_waiting_for_room_in_its_budget_lets_the_others_start_trials():
+    class Waiting(Searcher):
+        def __init__(self):
+            super().__init__(metric="m", mode="max")
+            self.room = False
+
+        def suggest(self, trial_id):
+            return {"x": 1} if self.room else None
+
+    a, b = Waiting(), Waiting()
+    router = TaskSearcher({"a": a, "b": b}, max_trials={"a": 2, "b": 2})
+    assert router.suggest("1") is None  # neither has room now: ask again later, not finished
+    b.room = True
+    assert router.suggest("2")["task"] == "b"  # a, asked first (fewest trials), waits
+    a.room = True
+    assert [router.suggest(str(i))["task"] for i in (3, 4, 5)] == ["a", "a", "b"]
+    assert router.suggest("6") == Searcher.FINISHED
 
 
 @pytest.mark.parametrize("value, message", [

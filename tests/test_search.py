@@ -248,28 +248,34 @@ def test_early_stopping_decisions_survive_an_interrupt_and_reach_every_output(tm
 
 BUDGETED = {
     **TINY, "name": "budgeted",
-    "search": {**TINY["search"], "early_stopping": "none", "budget_epochs": 4},  # 4 trials, one at a time
-    "fixed": {"student_epochs": 2, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0},
+    "search": {**TINY["search"], "early_stopping": "none", "budget_epochs": 7},  # 4 trials, one at a time
+    "space": {"skips": TINY["space"]["skips"]},
+    # a trial spends 3 epochs at the least (student 2, a fine-tune 1) and here 4: its student
+    # is pruned with K = 0 and K = 2, and both prunings are fine-tuned
+    "fixed": {"student_epochs": 2, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0,
+              "blocks_removed": 0, "prune_blocks": [2]},
 }
 
 
 @pytest.mark.slow
 def test_a_spent_budget_stops_the_running_trial_starts_no_other_and_stays_spent_on_resume(tmp_path, env):
-    """3 epochs a trial, one at a time, budget 4: the first trial finishes (3), the second trains
-    the epoch that reaches the budget (4) and is stopped at the next (5); no third starts. A
-    resume counts what the kept trials spent: it runs nothing."""
+    """4 epochs a trial (3 at the least), one at a time, budget 7: the first trial finishes (4);
+    the second starts, as its 3 fit in the 3 left, trains the epoch that reaches the budget (7)
+    and is stopped at the next (8); no third starts, as 3 more would not fit. A resume counts
+    what the kept trials spent: it runs nothing."""
     out = tmp_path / "out"
     done = _search(BUDGETED, out, env)
     rows = pq.read_table(out / "trials.parquet").to_pylist()  # in trial id order
     by_status = {r["status"]: r for r in rows}
-    assert len(rows) == 2 and by_status["TERMINATED"]["trained_epochs"] == 3
+    assert len(rows) == 2 and by_status["TERMINATED"]["trained_epochs"] == 4
     stopped = by_status["STOPPED"]
-    assert stopped["trained_epochs"] == 2
-    assert stopped["reason"] == "stopped at epoch 2: the search's budget of 4 training epochs was spent"
+    assert stopped["trained_epochs"] == 4
+    assert stopped["reason"] == "stopped at epoch 4: the search's budget of 7 training epochs was spent"
     assert not stopped["on_front"] and stopped["test_accuracy"] is None
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (5, 4, True)
-    assert summary["unfinished"] == 0 and "the budget of 4 training epochs was spent (5) after 2 of 4" in done.stderr
+    assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (8, 7, True)
+    assert summary["unfinished"] == 0
+    assert "the budget of 7 training epochs ended the search after 2 of 4 trials (8 spent" in done.stderr
     # in the order asked: the first trial finished, the second was stopped
     assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 

@@ -35,6 +35,10 @@ class NetTailor(TailoringMethod):
                                                   "prunings_empty": outcome.empty,
                                                   "prunings_skipped": outcome.skipped})
 
+    def fewest_epochs(self, values: dict[str, list]) -> int:
+        """The student and one fine-tune (more where several prunings are fine-tuned)."""
+        return min(values["student_epochs"]) + min(values["finetune_epochs"])
+
     def check(self, values: dict[str, list], backbone) -> None:
         from raytailor.errors import SpecError
 

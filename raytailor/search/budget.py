@@ -3,15 +3,19 @@
 Trials differ in cost (early stopping ends some after two epochs; a NetTailor trial with a
 pruning grid fine-tunes several prunings), so a number of trials says little of the compute a
 search spends. A budget says it: the training epochs of all the search's trials together
-(every stage counts, as in the tables' ``trained_epochs``). Once they reach the budget, no
-trial starts, and a running trial stops when it reports the next epoch it trained (the epoch
-that crosses the budget goes on: a search exceeds its budget by at most one epoch per trial
-that was running). Measuring and saving a trained trial's models is no epoch: a trial whose
-last epoch crossed the budget ends normally.
+(every stage counts, as in the tables' ``trained_epochs``). A trial the budget stops leaves no
+model, so no trial starts that the budget left could not carry to its end: the fewest epochs a
+trial may spend (``fewest_epochs``, the method's, e.g. NetTailor's student and one fine-tune)
+must fit in what is left once every running trial has had its own fewest. Once the trials'
+epochs reach the budget, a running trial stops when it reports the next epoch it trained (the
+epoch that crosses the budget goes on: a search exceeds its budget by at most one epoch per
+trial that was running); a trial needs more than its fewest when it fine-tunes several
+prunings or steps on along its chain. Measuring and saving a trained trial's models is no
+epoch: a trial whose last epoch crossed the budget ends normally.
 
 The scheduler and the searcher each keep one ``EpochBudget`` fed with the same reports: the
 scheduler stops trials (recording why in ``budget.json``, which the tables read like early
-stopping's record), the searcher starts no new one.
+stopping's record), the searcher starts trials only while ``room_for_another``.
 """
 
 from __future__ import annotations
@@ -21,18 +25,29 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from raytailor.methods import get_method
 from raytailor.search.early_stopping import Stop
+from raytailor.spec import Spec
 
 BUDGET_FILE = "budget.json"
 
 
+def fewest_epochs(spec: Spec) -> int:
+    """The fewest training epochs a trial of ``spec`` may spend to its end, over every value its
+    space and fixed values allow."""
+    return get_method(spec.method).fewest_epochs(spec.possible_values())
+
+
 class EpochBudget:
-    def __init__(self, limit: int, *, spent_before: float = 0, record: Path | None = None) -> None:
+    def __init__(self, limit: int, *, spent_before: float = 0, record: Path | None = None,
+                 trial_epochs: int = 0) -> None:
         """``spent_before``: the epochs trials of an earlier run of the search spent (a resume
-        keeps them); ``record``: where stopped trials are written (None: not written)."""
-        self.limit, self.spent_before = limit, spent_before
+        keeps them); ``record``: where stopped trials are written (None: not written);
+        ``trial_epochs``: the fewest a trial spends to its end (``fewest_epochs``)."""
+        self.limit, self.spent_before, self.trial_epochs = limit, spent_before, trial_epochs
         self.record = Path(record) if record is not None else None
         self.epochs: dict[str, int] = {}  # trial -> training epochs so far
+        self.running: set[str] = set()  # trials started and not ended (``started``/``ended``)
         self.stopped: dict[str, Stop] = {}
         if self.record is not None and self.record.is_file():
             saved = json.loads(self.record.read_text()).get("stopped", {})
@@ -45,6 +60,19 @@ class EpochBudget:
     @property
     def exhausted(self) -> bool:
         return self.spent >= self.limit
+
+    @property
+    def room_for_another(self) -> bool:
+        """Whether a new trial's fewest epochs fit in the budget once every running trial has
+        spent its own fewest."""
+        owed = sum(max(0, self.trial_epochs - self.epochs.get(trial, 0)) for trial in self.running)
+        return self.spent + owed + max(self.trial_epochs, 1) <= self.limit
+
+    def started(self, trial: str) -> None:
+        self.running.add(trial)
+
+    def ended(self, trial: str) -> None:
+        self.running.discard(trial)
 
     def on_report(self, trial: str, epochs: int, *, estimate: dict[str, float] | None = None) -> Stop | None:
         """A trial's report after ``epochs`` training epochs; a ``Stop`` when it trained an epoch

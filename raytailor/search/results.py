@@ -13,7 +13,7 @@ from typing import Any
 from raytailor.front_plot import plot_front
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
-from raytailor.search.budget import BUDGET_FILE
+from raytailor.search.budget import BUDGET_FILE, fewest_epochs
 from raytailor.search.early_stopping import RECORD_FILE, Stop, stopped_trials
 from raytailor.search.location import TASK, experiment_path, task_of
 from raytailor.search.space import is_integer_range
@@ -191,7 +191,7 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     best = leanest(rows, cost=leanest_cost(spec.objectives))
     trained = sum(r["trained_epochs"] or 0 for r in trials)  # training epochs of every trial
     budget = spec.search.budget_epochs
-    spent = budget is not None and trained >= budget  # no trial is left to run
+    spent = budget is not None and trained + max(fewest_epochs(spec), 1) > budget  # no room for another trial
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
@@ -229,8 +229,9 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
             f"MACs {best['macs']:,} ({best['macs'] / teacher['macs']:.0%})"
         )
     if summary["budget_spent"]:
-        lines.append(f"{tag} the budget of {summary['budget_epochs']:,} training epochs was spent "
-                     f"({summary['trained_epochs']:,}) after {summary['trials']} of {summary['requested']} trials")
+        lines.append(f"{tag} the budget of {summary['budget_epochs']:,} training epochs ended the search after "
+                     f"{summary['trials']} of {summary['requested']} trials ({summary['trained_epochs']:,} spent; "
+                     f"a trial needs at least {fewest_epochs(spec):,})")
     if summary["unfinished"] > 0:
         lines.append(f"{tag} interrupted with {summary['unfinished']} trial(s) to go; continue with "
                      f"`raytailor resume {search_dir}` (finished trials are kept)")

@@ -8,7 +8,7 @@ RUNNING in the study (Ray only logs the error). This subclass, before telling Op
 - tells FAIL for errored trials and for missing or non-finite objective values;
 - tells PRUNED for trials that early stopping or the budget ended (their last result is not a
   final one), so no stopped trial is left RUNNING or counted as a finished point;
-- starts no trial once the search's budget (``search.budget_epochs``) is spent.
+- starts no trial that the search's budget (``search.budget_epochs``) left could not carry to its end.
 
 The study lives in a JournalStorage file, so ``optuna-dashboard`` can open it and a resumed
 search continues the same study (a new searcher on the same journal, never a pickle). For the dashboard, every trial also carries the system
@@ -84,11 +84,15 @@ class ConstrainedOptunaSearch(OptunaSearch):
             self._ot_study.set_metric_names(list(self._metric) if isinstance(self._metric, list) else [self._metric])
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self.budget is not None and self.budget.exhausted:
-            return Searcher.FINISHED
+        if self.budget is not None and not self.budget.room_for_another:
+            # a running trial that ends early (stopped, or fewer epochs than it might have
+            # taken) may leave room: ask again then; with none running, none ever will
+            return None if self.budget.running else Searcher.FINISHED
         config = super().suggest(trial_id)
         if trial_id in self._ot_trials:
             self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        if self.budget is not None and isinstance(config, dict):
+            self.budget.started(trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -102,6 +106,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # a result the scheduler stopped the trial at reaches the searcher here only
         self._count_epochs(trial_id, result)
+        if self.budget is not None:
+            self.budget.ended(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         tell_outcome(self._ot_study, self._ot_trials[trial_id], result, error=error,

@@ -21,7 +21,9 @@ from raytailor.search.location import TASK
 class TaskSearcher(Searcher):
     """Asks each task's searcher in turn for the next trial's values (the task with the fewest
     trials so far first, up to ``max_trials[task]`` trials each, until its searcher says it is
-    finished: its compute budget is spent) and names the task in the config."""
+    finished: its compute budget is spent) and names the task in the config. A task whose
+    searcher has nothing now (its budget has room only if a running trial ends early) leaves
+    its turn to the next."""
 
     def __init__(self, searchers: dict[str, Searcher], max_trials: dict[str, int]) -> None:
         first = next(iter(searchers.values()))
@@ -34,20 +36,19 @@ class TaskSearcher(Searcher):
         return all(s.set_search_properties(metric, mode, config, **spec) for s in self.searchers.values())
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        while True:
-            open_tasks = [task for task in self.searchers if self.asked[task] < self.max_trials.get(task, 0)]
-            if not open_tasks:
-                return Searcher.FINISHED
-            task = min(open_tasks, key=lambda t: self.asked[t])  # ties: the spec's order
+        open_tasks = [task for task in self.searchers if self.asked[task] < self.max_trials.get(task, 0)]
+        if not open_tasks:
+            return Searcher.FINISHED
+        for task in sorted(open_tasks, key=lambda t: self.asked[t]):  # ties: the spec's order
             config = self.searchers[task].suggest(trial_id)
-            if config != Searcher.FINISHED:  # that task's compute budget is spent: ask the next
-                break
-            self.max_trials[task] = self.asked[task]
-        if not isinstance(config, dict):
-            return config
-        self.asked[task] += 1
-        self.task_of[trial_id] = task
-        return {**config, TASK: task}
+            if config == Searcher.FINISHED:  # that task's compute budget is spent
+                self.max_trials[task] = self.asked[task]
+            elif isinstance(config, dict):
+                self.asked[task] += 1
+                self.task_of[trial_id] = task
+                return {**config, TASK: task}
+        still_open = any(self.asked[task] < self.max_trials.get(task, 0) for task in self.searchers)
+        return None if still_open else Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.task_of:

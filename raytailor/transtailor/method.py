@@ -31,6 +31,11 @@ class TransTailor(TailoringMethod):
         return MethodOutcome(candidates, chosen=outcome.chosen_iteration,
                              details={"iterations": len(outcome.chain) - 1, "stop_reason": outcome.stop_reason})
 
+    def fewest_epochs(self, values: dict[str, list]) -> int:
+        """W* and the first iteration's factors (no filter left to prune ends the chain there;
+        every other end fine-tunes at least once more)."""
+        return sum(min(values[name]) for name in ("classifier_epochs", "full_finetune_epochs", "factor_epochs"))
+
     def rebuild(self, architecture: dict[str, Any]) -> nn.Module:
         from raytailor.transtailor.rebuild import rebuild_pruned
 
