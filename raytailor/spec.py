@@ -157,6 +157,11 @@ class Spec:
             values[name] = [value]
         return values
 
+    def fewest_epochs(self) -> int:
+        """The fewest training epochs a run of this spec may spend to its end, over every value
+        its space and fixed values allow (the method's ``fewest_epochs``)."""
+        return get_method(self.method).fewest_epochs(self.possible_values())
+
     def method_config(self, values: dict[str, Any] | None = None):
         """The method's config dataclass built from ``values`` (default: ``hyperparameters()``)."""
         values = self.hyperparameters() if values is None else values
@@ -496,7 +501,7 @@ def _validate(spec: Spec) -> None:
     sampling_order(spec.space)
     spec.method_config()  # every default and fixed value must make a valid config
     if budget is not None:
-        fewest = get_method(spec.method).fewest_epochs(spec.possible_values())
+        fewest = spec.fewest_epochs()
         need(budget >= fewest, f"search.budget_epochs is {budget}, less than the {fewest} training epochs a trial "
                                f"spends at the least: no trial could run; raise it or shorten the trials")
 

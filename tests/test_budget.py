@@ -11,7 +11,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from raytailor.errors import SpecError
-from raytailor.search.budget import BUDGET_FILE, EpochBudget, fewest_epochs
+from raytailor.search.budget import BUDGET_FILE, EpochBudget
 from raytailor.search.results import stopped_in
 from raytailor.search.scheduler import ConstrainedEarlyStopping
 from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
@@ -128,16 +128,16 @@ def test_no_trial_starts_that_the_budget_left_could_not_carry_to_its_end():
 
 
 def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):
-    assert fewest_epochs(load_spec(DEMO)) == 16 + 8  # student_epochs + finetune_epochs
+    assert load_spec(DEMO).fewest_epochs() == 16 + 8  # student_epochs + finetune_epochs
     searched = tmp_path / "searched.yaml"  # student_epochs searched in 4-20 instead of fixed at 16
     searched.write_text(DEMO.read_text().replace("fixed: {student_epochs: 16, ", "fixed: {")
                         .replace("space:\n", "space:\n  student_epochs: {low: 4, high: 20, default: 16}\n"))
-    assert fewest_epochs(load_spec(searched)) == 4 + 8
+    assert load_spec(searched).fewest_epochs() == 4 + 8
     with pytest.raises(SpecError, match="budget_epochs is 11, less than the 12 training epochs a trial spends"):
         load_spec(searched, overrides=["search.budget_epochs=11"])
     transtailor = load_spec(DEMO.parent / "transtailor_demo.yaml")
     config = transtailor.method_config()
-    assert fewest_epochs(transtailor) == config.classifier_epochs + config.full_finetune_epochs + config.factor_epochs
+    assert transtailor.fewest_epochs() == config.classifier_epochs + config.full_finetune_epochs + config.factor_epochs
 
 
 def test_a_task_whose_budget_is_spent_leaves_its_turns_to_the_others():

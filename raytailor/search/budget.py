@@ -5,9 +5,9 @@ pruning grid fine-tunes several prunings), so a number of trials says little of 
 search spends. A budget says it: the training epochs of all the search's trials together
 (every stage counts, as in the tables' ``trained_epochs``). A trial the budget stops leaves no
 model, so no trial starts that the budget left could not carry to its end: the fewest epochs a
-trial may spend (``fewest_epochs``, the method's, e.g. NetTailor's student and one fine-tune)
-must fit in what is left once every running trial has had its own fewest. Once the trials'
-epochs reach the budget, a running trial stops when it reports the next epoch it trained (the
+trial may spend (``Spec.fewest_epochs``, the method's, e.g. NetTailor's student and one
+fine-tune) must fit in what is left once every running trial has had its own fewest. Once the
+trials' epochs reach the budget, a running trial stops when it reports the next epoch it trained (the
 epoch that crosses the budget goes on: a search exceeds its budget by at most one epoch per
 trial that was running); a trial needs more than its fewest when it fine-tunes several
 prunings or steps on along its chain. Measuring and saving a trained trial's models is no
@@ -25,17 +25,9 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from raytailor.methods import get_method
 from raytailor.search.early_stopping import Stop
-from raytailor.spec import Spec
 
 BUDGET_FILE = "budget.json"
-
-
-def fewest_epochs(spec: Spec) -> int:
-    """The fewest training epochs a trial of ``spec`` may spend to its end, over every value its
-    space and fixed values allow."""
-    return get_method(spec.method).fewest_epochs(spec.possible_values())
 
 
 class EpochBudget:
@@ -43,7 +35,7 @@ class EpochBudget:
                  trial_epochs: int = 0) -> None:
         """``spent_before``: the epochs trials of an earlier run of the search spent (a resume
         keeps them); ``record``: where stopped trials are written (None: not written);
-        ``trial_epochs``: the fewest a trial spends to its end (``fewest_epochs``)."""
+        ``trial_epochs``: the fewest a trial spends to its end (``Spec.fewest_epochs``)."""
         self.limit, self.spent_before, self.trial_epochs = limit, spent_before, trial_epochs
         self.record = Path(record) if record is not None else None
         self.epochs: dict[str, int] = {}  # trial -> training epochs so far

@@ -13,7 +13,7 @@ from typing import Any
 from raytailor.front_plot import plot_front
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
-from raytailor.search.budget import BUDGET_FILE, fewest_epochs
+from raytailor.search.budget import BUDGET_FILE, EpochBudget
 from raytailor.search.early_stopping import RECORD_FILE, Stop, stopped_trials
 from raytailor.search.location import TASK, experiment_path, task_of
 from raytailor.search.space import is_integer_range
@@ -191,7 +191,9 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     best = leanest(rows, cost=leanest_cost(spec.objectives))
     trained = sum(r["trained_epochs"] or 0 for r in trials)  # training epochs of every trial
     budget = spec.search.budget_epochs
-    spent = budget is not None and trained + max(fewest_epochs(spec), 1) > budget  # no room for another trial
+    # the budget ended the search: no trial fits in what is left (the rule the searcher started trials by)
+    spent = budget is not None and not EpochBudget(budget, spent_before=trained,
+                                                   trial_epochs=spec.fewest_epochs()).room_for_another
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
@@ -231,7 +233,7 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
     if summary["budget_spent"]:
         lines.append(f"{tag} the budget of {summary['budget_epochs']:,} training epochs ended the search after "
                      f"{summary['trials']} of {summary['requested']} trials ({summary['trained_epochs']:,} spent; "
-                     f"a trial needs at least {fewest_epochs(spec):,})")
+                     f"a trial needs at least {spec.fewest_epochs():,})")
     if summary["unfinished"] > 0:
         lines.append(f"{tag} interrupted with {summary['unfinished']} trial(s) to go; continue with "
                      f"`raytailor resume {search_dir}` (finished trials are kept)")

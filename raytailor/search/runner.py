@@ -25,7 +25,7 @@ import yaml
 from raytailor.errors import SpecError
 from raytailor.pareto import leanest_cost
 from raytailor.run import dump_spec
-from raytailor.search.budget import BUDGET_FILE, EpochBudget, fewest_epochs
+from raytailor.search.budget import BUDGET_FILE, EpochBudget
 from raytailor.search.early_stopping import RECORD_FILE
 from raytailor.search.location import (
     EXPERIMENT,
@@ -145,7 +145,7 @@ def _budget(task: SearchTask, *, recorded: bool) -> EpochBudget | None:
     if limit is None:
         return None
     return EpochBudget(limit, spent_before=task.spent_epochs, record=task.folder / BUDGET_FILE if recorded else None,
-                       trial_epochs=fewest_epochs(task.spec))
+                       trial_epochs=task.spec.fewest_epochs())
 
 
 def _scheduler(task: SearchTask, accuracy_target: float):
