@@ -2,6 +2,7 @@
 
 import math
 import pickle
+import time
 
 import optuna
 import pytest
@@ -473,7 +474,14 @@ def test_the_leanest_feasible_cost_falls_with_each_offer_and_falls_back_to_its_s
         trial_copy = ray.get(ray.put(leanest))  # as a trial gets it (tune.with_parameters)
         trial_copy.offer(400.0)
         assert leanest.least() == 400.0
-        ray.kill(leanest._actor)
+        ray.kill(leanest._actor)  # asynchronous: a call made at once may still reach it
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                ray.get(leanest._actor.least.remote(), timeout=10)
+            except ray.exceptions.RayError:
+                break  # gone
+            time.sleep(0.1)
         assert leanest.least() == 1000.0
         leanest.offer(10.0)  # nothing raised
     finally:
