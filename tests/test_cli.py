@@ -346,6 +346,9 @@ BAD_FOLDERS = [
                                            str(t / "out")], "which only `raytailor search` runs; this command takes"),
     ("a budget of no epochs", lambda t: ["search", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),
                                          "--set", "search.budget_epochs=0"], "search.budget_epochs must be >= 1"),
+    ("a budget below one trial's fewest epochs", lambda t: [
+        "search", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"), "--set", "search.budget_epochs=1"],
+     "search.budget_epochs is 1, less than the"),
     ("a student_classifier typo", lambda t: ["tailor", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),
                                             "--set", "student_classifier=new"],
      "student_classifier must be one of teacher, fresh, got 'new'"),
