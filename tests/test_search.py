@@ -168,8 +168,12 @@ def test_a_search_whose_machine_dies_resumes_without_losing_finished_or_checkpoi
     study = optuna.load_study(study_name=None, storage=journal_storage(out / "optuna.journal"))
     sampled = [t for t in study.trials if "submodel" not in t.user_attrs]
     assert len(sampled) == 3 and all(t.state.is_finished() for t in study.trials)
-    continued = [p for p in (out / "trials").iterdir() if (p / "params.json").is_file()
-                 and json.loads((p / "result.json").read_text().splitlines()[0]).get("restored_epochs", 0) > 0]
+    # A trial the killed driver had started but not yet recorded in Tune's experiment state leaves
+    # a folder with params.json and an empty result.json; resume samples its slot afresh (the
+    # table above has exactly 3 rows), so such a folder reports nothing and is not looked at here.
+    reports = [[json.loads(line) for line in (p / "result.json").read_text().splitlines()]
+               for p in (out / "trials").iterdir() if (p / "result.json").is_file()]
+    continued = [r for r in reports if r and r[0].get("restored_epochs", 0) > 0]
     assert continued, "no trial continued from the checkpoint of the one cut short"
 
 
