@@ -127,6 +127,40 @@ def test_no_trial_starts_that_the_budget_left_could_not_carry_to_its_end():
     assert not unknown.room_for_another
 
 
+def test_a_trial_is_expected_to_spend_the_median_of_the_finished_trials_never_less_than_the_fewest(tmp_path):
+    budget = EpochBudget(40, trial_epochs=12)
+    assert budget.expected_epochs == 12  # none finished yet: the method's fewest
+    budget.started("a")
+    for n in range(1, 17):  # a fine-tuned a second pruning: 16
+        budget.on_report("a", n)
+    budget.ended("a", finished=True)
+    assert budget.expected_epochs == 16
+    budget.started("b")
+    budget.on_report("b", 1)
+    budget.ended("b")  # stopped early: what it spent says nothing of a whole trial
+    assert budget.expected_epochs == 16
+    budget.started("c")
+    assert not budget.room_for_another  # 17 spent, 16 owed to c, 16 more: 49 > 40
+    # 23 spent, 15 left: the fewest (12) would fit, but a trial is expected to need 16
+    assert not EpochBudget(38, spent_before=23, trial_epochs=12, finished_before=[16]).room_for_another
+    assert EpochBudget(39, spent_before=23, trial_epochs=12, finished_before=[16]).room_for_another
+    # the median, with the fewest as its floor
+    assert EpochBudget(100, trial_epochs=12, finished_before=[20, 12, 20]).expected_epochs == 20
+    assert EpochBudget(100, trial_epochs=12, finished_before=[8, 8, 20]).expected_epochs == 12
+
+    # the searcher learns from trials that ran to their end only
+    searcher = ConstrainedOptunaSearch(
+        space=DefineByRun({"theta": ParamSpec(low=0.01, high=0.2)}, {}), metric=["val_accuracy", "macs"],
+        mode=["max", "min"], sampler=make_sampler("random", 0), study_name="unit", accuracy_target=90.0,
+        storage_path=tmp_path / "optuna.journal", budget=EpochBudget(100, trial_epochs=2))
+    for trial, epochs, final in (("a", 5, True), ("b", 9, False)):
+        assert isinstance(searcher.suggest(trial), dict)
+        searcher.on_trial_result(trial, epoch(epochs))
+        last = {"epochs": epochs, "finished": True, "val_accuracy": 95.0, "macs": 1e6} if final else epoch(epochs)
+        searcher.on_trial_complete(trial, last)
+    assert searcher.budget.finished == [5] and searcher.budget.expected_epochs == 5
+
+
 def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):
     assert load_spec(DEMO).fewest_epochs() == 16 + 8  # student_epochs + finetune_epochs
     searched = tmp_path / "searched.yaml"  # student_epochs searched in 4-20 instead of fixed at 16

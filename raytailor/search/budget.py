@@ -4,9 +4,13 @@ Trials differ in cost (early stopping ends some after two epochs; a NetTailor tr
 pruning grid fine-tunes several prunings), so a number of trials says little of the compute a
 search spends. A budget says it: the training epochs of all the search's trials together
 (every stage counts, as in the tables' ``trained_epochs``). A trial the budget stops leaves no
-model, so no trial starts that the budget left could not carry to its end: the fewest epochs a
-trial may spend (``Spec.fewest_epochs``, the method's, e.g. NetTailor's student and one
-fine-tune) must fit in what is left once every running trial has had its own fewest. Once the
+model, so no trial starts that the budget left could not carry to its end: the epochs a trial is
+expected to spend must fit in what is left once every running trial has had as many. A trial is
+expected to spend the median epochs of the trials that ran to their end, and never fewer than
+the fewest any trial may spend (``Spec.fewest_epochs``, the method's, e.g. NetTailor's student
+and one fine-tune): until one has finished, that fewest. A trial that needs more than the
+median (a student whose leanest pruning misses fine-tunes more) may still be stopped, and one
+that needs fewer (stopped early) leaves room for the next. Once the
 trials' epochs reach the budget, a running trial stops when it reports the next epoch it trained (the
 epoch that crosses the budget goes on: a search exceeds its budget by at most one epoch per
 trial that was running); a trial needs more than its fewest when it fine-tunes several
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,14 +38,16 @@ BUDGET_FILE = "budget.json"
 
 class EpochBudget:
     def __init__(self, limit: int, *, spent_before: float = 0, record: Path | None = None,
-                 trial_epochs: int = 0) -> None:
+                 trial_epochs: int = 0, finished_before: Iterable[int] = ()) -> None:
         """``spent_before``: the epochs trials of an earlier run of the search spent (a resume
         keeps them); ``record``: where stopped trials are written (None: not written);
-        ``trial_epochs``: the fewest a trial spends to its end (``Spec.fewest_epochs``)."""
+        ``trial_epochs``: the fewest a trial spends to its end (``Spec.fewest_epochs``);
+        ``finished_before``: the epochs of each kept trial that ran to its end."""
         self.limit, self.spent_before, self.trial_epochs = limit, spent_before, trial_epochs
         self.record = Path(record) if record is not None else None
         self.epochs: dict[str, int] = {}  # trial -> training epochs so far
         self.running: set[str] = set()  # trials started and not ended (``started``/``ended``)
+        self.finished: list[int] = list(finished_before)  # epochs of the trials that ran to their end
         self.stopped: dict[str, Stop] = {}
         if self.record is not None and self.record.is_file():
             saved = json.loads(self.record.read_text()).get("stopped", {})
@@ -54,16 +62,28 @@ class EpochBudget:
         return self.spent >= self.limit
 
     @property
+    def expected_epochs(self) -> float:
+        """What a trial is expected to spend to its end: the median of the finished trials'
+        epochs, never below the fewest a trial may spend."""
+        learned = statistics.median(self.finished) if self.finished else 0
+        return max(self.trial_epochs, learned, 1)
+
+    @property
     def room_for_another(self) -> bool:
-        """Whether a new trial's fewest epochs fit in the budget once every running trial has
-        spent its own fewest."""
-        owed = sum(max(0, self.trial_epochs - self.epochs.get(trial, 0)) for trial in self.running)
-        return self.spent + owed + max(self.trial_epochs, 1) <= self.limit
+        """Whether a new trial's expected epochs fit in the budget once every running trial has
+        spent as many."""
+        expected = self.expected_epochs
+        owed = sum(max(0.0, expected - self.epochs.get(trial, 0)) for trial in self.running)
+        return self.spent + owed + expected <= self.limit
 
     def started(self, trial: str) -> None:
         self.running.add(trial)
 
-    def ended(self, trial: str) -> None:
+    def ended(self, trial: str, *, finished: bool = False) -> None:
+        """``finished``: it ran to its end (not stopped, not failed), so its epochs teach what a
+        trial spends."""
+        if finished and trial in self.running and trial in self.epochs:
+            self.finished.append(self.epochs[trial])
         self.running.discard(trial)
 
     def on_report(self, trial: str, epochs: int, *, estimate: dict[str, float] | None = None) -> Stop | None:

@@ -43,7 +43,7 @@ from raytailor.search.results import (
     write_outputs,
 )
 from raytailor.search.shared import serialized_bytes
-from raytailor.search.trainable import EPOCHS, restart_key
+from raytailor.search.trainable import EPOCHS, is_finished, restart_key
 from raytailor.search.trial_folders import (
     RESTARTS,
     TrialRecord,
@@ -70,6 +70,7 @@ class SearchTask:
     trials: int = 0   # trials to run now
     seed: int = 0     # the sampler's seed for them
     spent_epochs: int = 0  # training epochs its trials kept from an earlier run spent (resume)
+    finished_epochs: list[int] = dataclasses.field(default_factory=list)  # those of each that ran to its end
     kept_leanest: float = math.inf  # the cost of the leanest feasible model they saved (resume)
     shared: Any = None  # its SharedTask, once prepared
 
@@ -145,7 +146,7 @@ def _budget(task: SearchTask, *, recorded: bool) -> EpochBudget | None:
     if limit is None:
         return None
     return EpochBudget(limit, spent_before=task.spent_epochs, record=task.folder / BUDGET_FILE if recorded else None,
-                       trial_epochs=task.spec.fewest_epochs())
+                       trial_epochs=task.spec.fewest_epochs(), finished_before=task.finished_epochs)
 
 
 def _scheduler(task: SearchTask, accuracy_target: float):
@@ -332,6 +333,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
         task.trials = max(task.spec.search.trials - len(ended), 0)
         task.spent_epochs = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
+        task.finished_epochs = [int(r.metrics.get(EPOCHS) or 0) for r in ended.values() if is_finished(r.metrics)]
         cost = leanest_cost(task.spec.objectives)
         task.kept_leanest = min((float(r.metrics[cost]) for r in ended.values()
                                  if r.metrics.get("feasible") and cost in r.metrics), default=math.inf)
