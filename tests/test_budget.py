@@ -127,8 +127,8 @@ def test_no_trial_starts_that_the_budget_left_could_not_carry_to_its_end():
     assert not unknown.room_for_another
 
 
-def test_a_trial_is_expected_to_spend_the_median_of_the_finished_trials_never_less_than_the_fewest(tmp_path):
-    budget = EpochBudget(40, trial_epochs=12)
+def test_running_trials_are_held_back_the_median_of_the_finished_trials_never_less_than_the_fewest(tmp_path):
+    budget = EpochBudget(44, trial_epochs=12)
     assert budget.expected_epochs == 12  # none finished yet: the method's fewest
     budget.started("a")
     for n in range(1, 17):  # a fine-tuned a second pruning: 16
@@ -140,10 +140,17 @@ def test_a_trial_is_expected_to_spend_the_median_of_the_finished_trials_never_le
     budget.ended("b")  # stopped early: what it spent says nothing of a whole trial
     assert budget.expected_epochs == 16
     budget.started("c")
-    assert not budget.room_for_another  # 17 spent, 16 owed to c, 16 more: 49 > 40
-    # 23 spent, 15 left: the fewest (12) would fit, but a trial is expected to need 16
-    assert not EpochBudget(38, spent_before=23, trial_epochs=12, finished_before=[16]).room_for_another
-    assert EpochBudget(39, spent_before=23, trial_epochs=12, finished_before=[16]).room_for_another
+    budget.on_report("c", 1)
+    # 18 spent, 15 held back for c (16 - 1): 33, and a new trial's fewest 12 would not fit in
+    # 44 (holding back only the fewest, 18 + 11 + 12 = 41 would let one start)
+    assert not budget.room_for_another
+    budget.on_report("c", 2)
+    budget.ended("c")  # stopped early too: nothing is held back for it any more
+    assert budget.room_for_another  # 19 spent, none running
+    # a new trial starts when its own fewest fit, though a trial is expected to spend more
+    # (16 + 12 <= 30 < 16 + 16): until it runs it has cost nothing
+    assert EpochBudget(30, spent_before=16, trial_epochs=12, finished_before=[16]).room_for_another
+    assert not EpochBudget(27, spent_before=16, trial_epochs=12, finished_before=[16]).room_for_another
     # the median, with the fewest as its floor
     assert EpochBudget(100, trial_epochs=12, finished_before=[20, 12, 20]).expected_epochs == 20
     assert EpochBudget(100, trial_epochs=12, finished_before=[8, 8, 20]).expected_epochs == 12
@@ -159,6 +166,7 @@ def test_a_trial_is_expected_to_spend_the_median_of_the_finished_trials_never_le
         last = {"epochs": epochs, "finished": True, "val_accuracy": 95.0, "macs": 1e6} if final else epoch(epochs)
         searcher.on_trial_complete(trial, last)
     assert searcher.budget.finished == [5] and searcher.budget.expected_epochs == 5
+    assert EpochBudget(40, trial_epochs=12, finished_before=[16]).expected_epochs == 16  # a resume's kept trials
 
 
 def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):

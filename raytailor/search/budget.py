@@ -4,13 +4,14 @@ Trials differ in cost (early stopping ends some after two epochs; a NetTailor tr
 pruning grid fine-tunes several prunings), so a number of trials says little of the compute a
 search spends. A budget says it: the training epochs of all the search's trials together
 (every stage counts, as in the tables' ``trained_epochs``). A trial the budget stops leaves no
-model, so no trial starts that the budget left could not carry to its end: the epochs a trial is
-expected to spend must fit in what is left once every running trial has had as many. A trial is
-expected to spend the median epochs of the trials that ran to their end, and never fewer than
-the fewest any trial may spend (``Spec.fewest_epochs``, the method's, e.g. NetTailor's student
-and one fine-tune): until one has finished, that fewest. A trial that needs more than the
-median (a student whose leanest pruning misses fine-tunes more) may still be stopped, and one
-that needs fewer (stopped early) leaves room for the next. Once the
+model, so the budget protects the trials that run: it holds back for each what a trial is
+expected to spend, the median epochs of the search's trials that ran to their end, never fewer
+than the fewest any trial may spend (``Spec.fewest_epochs``, the method's, e.g. NetTailor's
+student and one fine-tune; until a trial has finished, that fewest). A new trial starts when its
+fewest fit in what is left after that: until it runs it has cost nothing, and the epochs it
+may then lack are ones no other trial would have spent. A trial that needs more than was held
+back for it (a student whose leanest pruning misses fine-tunes more) may still be stopped, and
+one that needs fewer (stopped early) leaves room for the next. Once the
 trials' epochs reach the budget, a running trial stops when it reports the next epoch it trained (the
 epoch that crosses the budget goes on: a search exceeds its budget by at most one epoch per
 trial that was running); a trial needs more than its fewest when it fine-tunes several
@@ -70,11 +71,11 @@ class EpochBudget:
 
     @property
     def room_for_another(self) -> bool:
-        """Whether a new trial's expected epochs fit in the budget once every running trial has
-        spent as many."""
+        """Whether a new trial's fewest epochs fit in the budget once every running trial has
+        had what a trial is expected to spend."""
         expected = self.expected_epochs
         owed = sum(max(0.0, expected - self.epochs.get(trial, 0)) for trial in self.running)
-        return self.spent + owed + expected <= self.limit
+        return self.spent + owed + max(self.trial_epochs, 1) <= self.limit
 
     def started(self, trial: str) -> None:
         self.running.add(trial)

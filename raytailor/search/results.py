@@ -192,17 +192,14 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
     trained = sum(r["trained_epochs"] or 0 for r in trials)  # training epochs of every trial
     budget = spec.search.budget_epochs
     # the budget ended the search: no trial fits in what is left (the rule the searcher started trials by)
-    rule = None if budget is None else EpochBudget(
-        budget, spent_before=trained, trial_epochs=spec.fewest_epochs(),
-        finished_before=[r["trained_epochs"] or 0 for r in trials if r["status"] == "TERMINATED"])
-    spent = rule is not None and not rule.room_for_another
+    spent = budget is not None and not EpochBudget(budget, spent_before=trained,
+                                                   trial_epochs=spec.fewest_epochs()).room_for_another
     summary = {"trials": len(trials), "requested": spec.search.trials,
                "completed": sum(r["status"] == "TERMINATED" for r in trials),
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
                "unfinished": 0 if spent else spec.search.trials - sum(
                    r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS) for r in trials),
                "trained_epochs": trained, "budget_epochs": budget, "budget_spent": spent,
-               "expected_trial_epochs": None if rule is None else rule.expected_epochs,
                "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
                "teacher": teacher}
@@ -236,8 +233,7 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
     if summary["budget_spent"]:
         lines.append(f"{tag} the budget of {summary['budget_epochs']:,} training epochs ended the search after "
                      f"{summary['trials']} of {summary['requested']} trials ({summary['trained_epochs']:,} spent; "
-                     f"a trial is expected to need {summary['expected_trial_epochs']:,g}, at least "
-                     f"{spec.fewest_epochs():,})")
+                     f"a trial needs at least {spec.fewest_epochs():,})")
     if summary["unfinished"] > 0:
         lines.append(f"{tag} interrupted with {summary['unfinished']} trial(s) to go; continue with "
                      f"`raytailor resume {search_dir}` (finished trials are kept)")
