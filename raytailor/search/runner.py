@@ -332,8 +332,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
         if task.spec.search.stopping is not None and interrupted:
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
         task.trials = max(task.spec.search.trials - len(ended), 0)
-        task.spent_epochs = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
-        task.finished_epochs = [int(r.metrics.get(EPOCHS) or 0) for r in ended.values() if is_finished(r.metrics)]
+        task.spent_epochs, task.finished_epochs = kept_epochs(ended)
         cost = leanest_cost(task.spec.objectives)
         task.kept_leanest = min((float(r.metrics[cost]) for r in ended.values()
                                  if r.metrics.get("feasible") and cost in r.metrics), default=math.inf)
@@ -394,6 +393,13 @@ def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int
 
     return (is_finished(record.metrics) or bool(record.saved_result()) or FAILED in record.metrics
             or record.failures > max_failures or record.trial_id in stopped or record.trial_id in told)
+
+
+def kept_epochs(ended: dict[str, TrialRecord]) -> tuple[int, list[int]]:
+    """What the trials a resume keeps spent (their training epochs together) and, for a budget
+    to learn from, the epochs of each that ran to its end."""
+    spent = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
+    return spent, [int(r.metrics.get(EPOCHS) or 0) for r in ended.values() if is_finished(r.metrics)]
 
 
 def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str, TrialRecord],
