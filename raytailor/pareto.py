@@ -85,6 +85,20 @@ def meets_target(val_accuracy: float, accuracy_target: float | None) -> bool:
     return math.isfinite(val_accuracy) and val_accuracy >= accuracy_target
 
 
+def target_resolution(accuracy_target: float, max_drop: float, val_images: int) -> str:
+    """How finely ``val_images`` validation images judge the accuracy constraint, in one line:
+    the points one image is worth and the binomial standard error at the target. Where that
+    error is half of ``max_drop`` or more, which models are feasible turns on a few images."""
+    p = min(max(accuracy_target / 100, 0.0), 1.0)
+    error = 100 * math.sqrt(p * (1 - p) / max(val_images, 1))
+    line = (f"{val_images:,} validation images: one is {100 / max(val_images, 1):.2f} points, the standard "
+            f"error at the target {error:.2f}")
+    if error >= max_drop / 2:
+        line += (f", at least half of target.max_drop ({max_drop:g}): feasibility turns on a few images "
+                 "(more with data.val_fraction)")
+    return line
+
+
 def leanest_cost(objectives: Sequence[str]) -> str:
     """The cost a search picks its leanest model by: its first cost objective (default macs)."""
     return next((o for o in objectives if o != "accuracy"), "macs")

@@ -498,3 +498,14 @@ def test_pareto_plot_draws_the_teacher_and_target_the_searches_share(tmp_path):
                           max_drop=max_drop)
     drawn = [line.get_ydata()[0] for line in figure.axes[0].lines if line.get_linestyle() == "--"]
     assert drawn == [93.5]  # the target line at teacher - max_drop
+
+
+def test_the_target_line_says_how_finely_the_validation_split_judges_the_constraint():
+    from raytailor.pareto import target_resolution
+
+    demo = target_resolution(96.3, 1.5, 143)  # the demo: 143 images, a 1.5-point margin
+    assert demo.startswith("143 validation images: one is 0.70 points, the standard error at the target 1.58")
+    assert "feasibility turns on a few images" in demo
+    roomy = target_resolution(96.3, 5.0, 10_000)  # 0.19 points of error against a 5-point margin
+    assert roomy == "10,000 validation images: one is 0.01 points, the standard error at the target 0.19"
+    assert target_resolution(100.0, 0.0, 0).startswith("0 validation images")  # never a division by zero

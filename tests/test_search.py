@@ -280,6 +280,8 @@ def test_a_spent_budget_stops_the_running_trial_starts_no_other_and_stays_spent_
     assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (8, 7, True)
     assert summary["unfinished"] == 0
     assert "the budget of 7 training epochs ended the search after 2 of 4 trials (8 spent" in done.stderr
+    # 40 validation images (TINY): how finely they judge the target, before the trials
+    assert "[search] accuracy target" in done.stderr and "40 validation images: one is 2.50 points" in done.stderr
     # in the order asked: the first trial finished, the second was stopped
     assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 

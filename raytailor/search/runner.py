@@ -17,13 +17,14 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from raytailor.errors import SpecError
-from raytailor.pareto import leanest_cost
+from raytailor.pareto import leanest_cost, target_resolution
 from raytailor.run import dump_spec
 from raytailor.search.budget import BUDGET_FILE, EpochBudget
 from raytailor.search.early_stopping import RECORD_FILE
@@ -293,6 +294,12 @@ def _prepare(tasks: list[SearchTask], *, prepared: dict | None = None, verbose: 
     shared = prepare_tasks({task.name: task.spec for task in tasks}, prepared=prepared, verbose=verbose)
     for task in tasks:
         task.shared = shared[task.name]
+        if verbose:
+            target, label = task.shared.accuracy_target, "" if task.name is None else f" {task.name}"
+            print(f"[search{label}] accuracy target {target:.2f} % (teacher val "
+                  f"{task.shared.teacher_metrics['val_accuracy']:.2f} % - {task.spec.target.max_drop:g}); "
+                  + target_resolution(target, task.spec.target.max_drop, len(task.shared.arrays["val_labels"])),
+                  file=sys.stderr, flush=True)
         (task.folder / "teacher.json").write_text(json.dumps(
             {**task.shared.teacher_metrics, "accuracy_target": task.shared.accuracy_target,
              "cache_key": task.shared.teacher_key}, indent=2))
