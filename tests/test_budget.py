@@ -172,7 +172,7 @@ def test_running_trials_are_held_back_the_median_of_the_finished_trials_never_le
 def test_a_resume_counts_every_kept_trials_epochs_and_learns_from_the_finished_ones(tmp_path):
     import pyarrow.fs
 
-    from raytailor.search.runner import kept_epochs
+    from raytailor.search.runner import budget_epochs_kept
     from raytailor.search.trial_folders import TrialRecord
 
     def kept(trial_id, *reports):
@@ -184,7 +184,7 @@ def test_a_resume_counts_every_kept_trials_epochs_and_learns_from_the_finished_o
         "failed": kept("failed", epoch(3), {"epochs": 3, "failed": "TailoringError: no path", "finished": False}),
         "before": kept("before", {"epochs": 12, "val_accuracy": 91.0}),  # a search from before `finished`
     }
-    assert kept_epochs(ended) == (16 + 2 + 3 + 12, [16, 12])
+    assert budget_epochs_kept(ended) == (16 + 2 + 3 + 12, [16, 12])
 
 
 def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):

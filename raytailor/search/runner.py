@@ -339,7 +339,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
         if task.spec.search.stopping is not None and interrupted:
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
         task.trials = max(task.spec.search.trials - len(ended), 0)
-        task.spent_epochs, task.finished_epochs = kept_epochs(ended)
+        task.spent_epochs, task.finished_epochs = budget_epochs_kept(ended)
         cost = leanest_cost(task.spec.objectives)
         task.kept_leanest = min((float(r.metrics[cost]) for r in ended.values()
                                  if r.metrics.get("feasible") and cost in r.metrics), default=math.inf)
@@ -402,7 +402,7 @@ def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int
             or record.failures > max_failures or record.trial_id in stopped or record.trial_id in told)
 
 
-def kept_epochs(ended: dict[str, TrialRecord]) -> tuple[int, list[int]]:
+def budget_epochs_kept(ended: dict[str, TrialRecord]) -> tuple[int, list[int]]:
     """What the trials a resume keeps spent (their training epochs together) and, for a budget
     to learn from, the epochs of each that ran to its end."""
     spent = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
