@@ -503,8 +503,8 @@ def test_pareto_plot_draws_the_teacher_and_target_the_searches_share(tmp_path):
 def test_the_target_line_says_how_finely_the_validation_split_judges_the_constraint():
     from raytailor.pareto import target_resolution
 
-    demo = target_resolution(96.3, 1.5, 143)  # the demo: 143 images, a 1.5-point margin
-    assert demo.startswith("143 validation images: one is 0.70 points, the standard error at the target 1.58")
+    demo = target_resolution(97.8, 1.5, 143)  # the demo: 143 images, 99.30 % - 1.5
+    assert demo.startswith("143 validation images: one is 0.70 points, the standard error at the target 1.23")
     assert "feasibility turns on a few images" in demo
     roomy = target_resolution(96.3, 5.0, 10_000)  # 0.19 points of error against a 5-point margin
     assert roomy == "10,000 validation images: one is 0.01 points, the standard error at the target 0.19"
