@@ -44,6 +44,11 @@ SUBMODELS_STAGE = "submodels"
 # that model). A search's early stopping judges trials on estimates only.
 PROJECTED_COSTS = ("macs", "params", "task_params")
 
+# A training report that holds ``candidates_ready`` (a count) comes from a run that has that many
+# candidates trained to their end and could end with them now (``Goal.go_on``): a search whose
+# budget is spent lets it, where it stops any other run and loses what it trained.
+CANDIDATES_READY = "candidates_ready"
+
 
 def estimate_of(metrics: dict[str, float]) -> dict[str, float] | None:
     """``{"val_accuracy", "macs", "params", "task_params"}`` of an estimate report, else None."""
@@ -68,10 +73,41 @@ class Goal:
     accuracy_target: float
     cost: str
     leaner_than: Callable[[], float] | None = None
+    # whether the run may go on training candidates past those it has ready: a search whose
+    # budget is spent says no. A method that can end with its ready candidates asks before each
+    # further one and after each of its epochs (``report_while_optional``), and ends with them.
+    go_on: Callable[[], bool] | None = None
 
     def worth(self, cost: float) -> bool:
         """Whether a candidate of ``cost`` could still be of use (see ``leaner_than``)."""
         return self.leaner_than is None or cost <= self.leaner_than()
+
+    def may_go_on(self) -> bool:
+        return self.go_on is None or bool(self.go_on())
+
+
+class EnoughCandidates(Exception):
+    """Raised by ``report_while_optional`` once the goal says not to go on: the method catches
+    it, drops the candidate in training and ends with the ones it has ready."""
+
+
+def report_while_optional(report: Report | None, ready: int, goal: Goal | None, *,
+                          done_at: tuple[str, int]) -> Report | None:
+    """``report`` for the training of a candidate the run could end without, ``ready`` candidates
+    being done: each report says so (``CANDIDATES_READY``), and once it has gone out, raises
+    ``EnoughCandidates`` if ``goal`` says not to go on, except at ``done_at`` (stage, epoch), the
+    epoch that completes the candidate (the method asks ``goal.may_go_on`` before the next one).
+    Unchanged when ``ready`` is 0 (the first candidate is always trained: a run yields a model)."""
+    if ready == 0 or goal is None or goal.go_on is None:
+        return report
+
+    def reporting(stage: str, step: int, metrics: dict[str, float]) -> None:
+        if report is not None:
+            report(stage, step, {**metrics, CANDIDATES_READY: ready})
+        if (stage, step) != done_at and not goal.may_go_on():
+            raise EnoughCandidates()
+
+    return reporting
 
 
 @dataclass
@@ -97,6 +133,9 @@ class MethodOutcome:
     # leanest sub-model that meets the accuracy target (the most accurate if none does)
     chosen: int | None = None
     details: dict[str, Any] = field(default_factory=dict)  # run-level scalars (iterations, stop_reason)
+    # the run ended with the candidates it had ready when ``Goal.go_on`` said no (``run.py`` puts
+    # it in the run's metrics as ``cut_short``; the search's tables give it as the trial's reason)
+    cut_short: bool = False
 
 
 class TailoringMethod:

@@ -138,7 +138,7 @@ class TailoredRun:
 def run_method(
     prepared: Prepared, teacher: BlockNetwork, values: dict[str, Any], *,
     on_epoch: EpochCallback | None = None, verbose: bool = True, accuracy_target: float | None = None,
-    leaner_than: Callable[[], float] | None = None,
+    leaner_than: Callable[[], float] | None = None, go_on: Callable[[], bool] | None = None,
 ) -> TailoredRun:
     """Tailor with hyper-parameter ``values``; ``tailor`` and every search trial run exactly this.
 
@@ -149,7 +149,8 @@ def run_method(
     accurate if none does). Besides it, ``submodels`` keeps those on the run's own front over the
     spec's objectives that meet the target: one off that front cannot be on a search's front
     for those objectives, nor can an infeasible one. ``leaner_than``: the cost (the spec's
-    ``leanest_cost``) a sub-model must not exceed to be of use (``methods.Goal``)."""
+    ``leanest_cost``) a sub-model must not exceed to be of use; ``go_on``: whether the method may
+    train sub-models past those it has ready (both ``methods.Goal``)."""
     from raytailor.methods import SUBMODELS_STAGE, Goal, get_method
     from raytailor.pareto import leanest, leanest_cost, mark_front, meets_target
 
@@ -157,7 +158,7 @@ def run_method(
     method = get_method(spec.method)
     config = spec.method_config(values)
     cost = leanest_cost(spec.objectives)
-    goal = None if accuracy_target is None else Goal(accuracy_target, cost, leaner_than)
+    goal = None if accuracy_target is None else Goal(accuracy_target, cost, leaner_than, go_on)
     torch.manual_seed(spec.data.seed)
     with precision_scope(prepared.precision, prepared.device):  # measured below in fp32, as exported
         outcome = method.tailor(
@@ -189,7 +190,7 @@ def run_method(
         chosen = runs[pick["submodel"]] if pick else max(runs, key=lambda r: r.metrics["val_accuracy"])
     records = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
     chosen.metrics = {**chosen.metrics, **outcome.details, "chosen_submodel": chosen.metrics["submodel"],
-                      "submodels": records}
+                      "cut_short": outcome.cut_short, "submodels": records}
     chosen.submodels = [r for r, record in zip(runs, records) if record["kept"] and r is not chosen]
     chosen.model = loaded(chosen.model).to(prepared.device)
     return chosen

@@ -65,6 +65,35 @@ def test_the_scheduler_stops_training_trials_once_the_budget_is_spent_never_a_fi
     assert clone.budget.spent == 5
 
 
+def test_past_the_budget_a_trial_with_candidates_ready_ends_with_them_and_one_without_is_stopped(tmp_path):
+    """Stopping a trial that has candidates ready would lose them: the scheduler posts the
+    budget spent on the bulletin (once) and lets such a trial train the epoch it reports and one
+    more while it ends with them; one still training after that (it never heard) is stopped,
+    and so is a trial with nothing ready."""
+
+    class Bulletin:
+        posts = 0
+
+        def spend(self):
+            self.posts += 1
+
+    bulletin = Bulletin()
+    scheduler = ConstrainedEarlyStopping(record=None, budget=EpochBudget(4, record=tmp_path / BUDGET_FILE),
+                                         bulletin=bulletin)
+    a, b = Trial("a"), Trial("b")
+    for trial, n in [(a, 1), (a, 2), (b, 1)]:
+        assert scheduler.on_trial_result(None, trial, epoch(n)) == TrialScheduler.CONTINUE
+    assert bulletin.posts == 0
+    assert scheduler.on_trial_result(None, b, epoch(2)) == TrialScheduler.CONTINUE  # 4: spent now
+    assert bulletin.posts == 1
+    assert scheduler.on_trial_result(None, a, epoch(3, candidates_ready=1)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, a, epoch(4, candidates_ready=1)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, a, epoch(5, candidates_ready=1)) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, b, epoch(3)) == TrialScheduler.STOP
+    assert bulletin.posts == 1 and set(stopped_in(tmp_path)) == {"a", "b"}
+    assert pickle.loads(pickle.dumps(scheduler)).bulletin is None  # the actor's handle stays on the driver
+
+
 def test_early_stopping_and_the_budget_both_stop_trials(tmp_path):
     scheduler = ConstrainedEarlyStopping(
         record=tmp_path / "early_stopping.json", budget=EpochBudget(3, record=tmp_path / BUDGET_FILE),

@@ -12,7 +12,9 @@ import torch
 from raytailor.backbones import create_backbone
 from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader, load_splits
-from raytailor.methods import Candidate, Goal, MethodOutcome, TailoringMethod, estimate_of, get_method, methods
+from raytailor.methods import (
+    CANDIDATES_READY, Candidate, Goal, MethodOutcome, TailoringMethod, estimate_of, get_method, methods,
+)
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.finetune_order import LeanestFirst
 from raytailor.nettailor.pipeline import pruning_grid, run_nettailor
@@ -144,6 +146,52 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
     assert [macs for macs, _ in kept.values()] == [costs[0]] and lean.skipped == len(measured) - 1
     with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first"):
         NetTailorConfig(finetune_prunings="some")
+
+
+def test_a_student_told_not_to_go_on_ends_with_the_prunings_it_has_fine_tuned():
+    """Goal.go_on (a search whose budget is spent). The first pruning is always fine-tuned; while
+    a later one trains, each report says how many are ready, and once go_on says no the run ends
+    after that epoch's report with the ready ones, the one in training left out. They are the
+    models an uninterrupted run fine-tunes first."""
+    splits, loader = _task()
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=1, finetune_epochs=2,
+                             prune_blocks=[0, 4, 6], batch_size=16)  # "all": every pruning fine-tuned
+
+    def run(go_on=None, no_from=None):
+        """``no_from``: (stage, epoch) whose report turns go_on to no."""
+        state, reports = {"go": True}, []
+
+        def on_epoch(stage, epoch, metrics):
+            reports.append((stage, epoch, metrics))
+            if (stage, epoch) == no_from:
+                state["go"] = False
+
+        torch.manual_seed(0)
+        goal = Goal(accuracy_target=0.0, cost="macs", go_on=go_on or (lambda: state["go"]))
+        outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
+                                train_loader=loader(splits.train, True), val_loader=loader(splits.val),
+                                verbose=False, goal=goal, on_epoch=on_epoch)
+        return outcome, reports
+
+    full, full_reports = run()
+    assert len(full.prunings) >= 3 and not full.cut_short and full.skipped == 0
+    ready = {(stage, epoch): m.get(CANDIDATES_READY) for stage, epoch, m in full_reports}
+    assert ready[("student", 1)] is None and ready[("finetune", 2)] is None  # nothing ready yet
+    assert ready[("finetune_1", 1)] == 1 and ready[("finetune_2", 2)] == 2
+    val = loader(splits.val)
+    # told no during the second pruning's first epoch: it ends there with the first
+    cut, reports = run(no_from=("finetune_1", 1))
+    assert cut.cut_short and len(cut.prunings) == 1 and cut.skipped == len(full.prunings) - 1
+    assert [(stage, epoch) for stage, epoch, _ in reports][-1] == ("finetune_1", 1)
+    assert evaluate(cut.prunings[0].model, val) == evaluate(full.prunings[0].model, val)
+    # told no at the end of the second: the third is never started
+    cut, reports = run(no_from=("finetune_1", 2))
+    assert cut.cut_short and len(cut.prunings) == 2 and not any(s == "finetune_2" for s, _, _ in reports)
+    # no from the start: the first pruning is fine-tuned to its end all the same
+    cut, reports = run(go_on=lambda: False)
+    assert cut.cut_short and len(cut.prunings) == 1
+    assert [(stage, epoch) for stage, epoch, _ in reports] == [("student", 1), ("finetune", 1), ("finetune", 2)]
 
 
 def test_run_method_measures_chooses_and_keeps_every_sub_model():

@@ -252,38 +252,46 @@ def test_early_stopping_decisions_survive_an_interrupt_and_reach_every_output(tm
 
 BUDGETED = {
     **TINY, "name": "budgeted",
-    "search": {**TINY["search"], "early_stopping": "none", "budget_epochs": 7},  # 4 trials, one at a time
+    "search": {**TINY["search"], "early_stopping": "none", "budget_epochs": 10},  # 4 trials, one at a time
     "space": {"skips": TINY["space"]["skips"]},
-    # a trial spends 3 epochs at the least (student 2, a fine-tune 1) and here 4: its student
+    # a trial spends 4 epochs at the least (student 2, a fine-tune 2) and here 6: its student
     # is pruned with K = 0 and K = 2, and both prunings are fine-tuned
-    "fixed": {"student_epochs": 2, "finetune_epochs": 1, "batch_size": 32, "theta": 0.01, "gamma2": 3.0,
+    "fixed": {"student_epochs": 2, "finetune_epochs": 2, "batch_size": 32, "theta": 0.01, "gamma2": 3.0,
               "blocks_removed": 0, "prune_blocks": [2]},
 }
 
 
 @pytest.mark.slow
-def test_a_spent_budget_stops_the_running_trial_starts_no_other_and_stays_spent_on_resume(tmp_path, env):
-    """4 epochs a trial (3 at the least), one at a time, budget 7: the first trial finishes (4);
-    the second starts, as its 3 fit in the 3 left, trains the epoch that reaches the budget (7)
-    and is stopped at the next (8); no third starts, as 3 more would not fit. A resume counts
-    what the kept trials spent: it runs nothing."""
+def test_a_spent_budget_ends_the_running_trial_with_what_it_has_starts_no_other_and_stays_spent_on_resume(
+        tmp_path, env):
+    """6 epochs a trial (4 at the least), one at a time, budget 10: the first trial finishes (6);
+    the second starts, as its 4 fit in the 4 left, and its first fine-tune ends on the epoch that
+    spends the budget (10). It ends with that pruning, not stopped with nothing: before the
+    second pruning, or after that one's first epoch (11) if the bulletin's post came late. No
+    third starts. A resume counts what the kept trials spent: it runs nothing."""
     out = tmp_path / "out"
     done = _search(BUDGETED, out, env)
-    rows = pq.read_table(out / "trials.parquet").to_pylist()  # in trial id order
-    by_status = {r["status"]: r for r in rows}
-    assert len(rows) == 2 and by_status["TERMINATED"]["trained_epochs"] == 4
-    stopped = by_status["STOPPED"]
-    assert stopped["trained_epochs"] == 4
-    assert stopped["reason"] == "stopped at epoch 4: the search's budget of 7 training epochs was spent"
-    assert not stopped["on_front"] and stopped["test_accuracy"] is None
+    rows = pq.read_table(out / "trials.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED"], rows
+    (whole,), (cut,) = [[r for r in rows if (r["reason"] is None) == first] for first in (True, False)]
+    assert whole["trained_epochs"] == 6
+    assert cut["trained_epochs"] in (4, 5), cut  # its own: the search's 10th or 11th
+    assert cut["reason"] == "ended with the sub-models it had ready: the search's budget was spent"
+    assert cut["test_accuracy"] is not None and cut["submodel"] == 0  # its first pruning, measured
+    submodels = pq.read_table(out / "submodels.parquet").to_pylist()
+    assert len([r for r in submodels if r["trial_id"].startswith(cut["trial_id"])]) == 1  # nothing else
+    (folder,) = [p for p in (out / "trials").iterdir() if cut["trial_id"] in p.name]
+    final = json.loads((folder / "result.json").read_text().splitlines()[-1])
+    assert final["cut_short"] is True and final["finished"] is True
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (8, 7, True)
-    assert summary["unfinished"] == 0
-    assert "the budget of 7 training epochs ended the search after 2 of 4 trials (8 spent" in done.stderr
+    spent = 6 + cut["trained_epochs"]
+    assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (spent, 10, True)
+    assert summary["unfinished"] == 0 and summary["stopped"] == 0
+    assert f"the budget of 10 training epochs ended the search after 2 of 4 trials ({spent} spent" in done.stderr
     # 40 validation images (TINY): how finely they judge the target, before the trials
     assert "[search] accuracy target" in done.stderr and "40 validation images: one is 2.50 points" in done.stderr
-    # in the order asked: the first trial finished, the second was stopped
-    assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    # both told to Optuna as complete: the second ended with a model
+    assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
     resumed = _cli("resume", str(out), env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

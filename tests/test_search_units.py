@@ -456,17 +456,19 @@ def test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_e
     assert schedulers["a"].seen == ["t0"] and schedulers["b"].seen == ["t1", "t1 done"]
 
 
-def test_the_leanest_feasible_cost_falls_with_each_offer_and_falls_back_to_its_seed():
+def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_falls_back_to_its_seed():
     """What a search's trials read before each pruning they might fine-tune (methods.Goal
-    .leaner_than): the least cost offered, never a non-finite one; the seed (the teacher's cost)
-    once the actor is gone, so a lost actor costs work, never a model."""
+    .leaner_than): the least cost offered, never a non-finite one; and whether they may go on
+    past their ready candidates (Goal.go_on): until the scheduler posts the budget spent. Once
+    the actor is gone: the seed (the teacher's cost) and go on, so a lost actor costs work,
+    never a model."""
     import ray
 
-    from raytailor.search.leanest_feasible import LeanestFeasible
+    from raytailor.search.bulletin import SearchBulletin
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")  # private
     try:
-        leanest = LeanestFeasible(1000.0)
+        leanest = SearchBulletin(1000.0)
         assert leanest.least() == 1000.0
         for cost, least in [(800.0, 800.0), (900.0, 800.0), (float("nan"), 800.0), (500.0, 500.0)]:
             leanest.offer(cost)
@@ -474,6 +476,12 @@ def test_the_leanest_feasible_cost_falls_with_each_offer_and_falls_back_to_its_s
         trial_copy = ray.get(ray.put(leanest))  # as a trial gets it (tune.with_parameters)
         trial_copy.offer(400.0)
         assert leanest.least() == 400.0
+        assert trial_copy.go_on() and leanest.go_on()
+        leanest.spend()  # the scheduler's side
+        deadline = time.monotonic() + 60
+        while trial_copy.go_on() and time.monotonic() < deadline:  # spend() does not wait
+            time.sleep(0.05)
+        assert not trial_copy.go_on()
         ray.kill(leanest._actor)  # asynchronous: a call made at once may still reach it
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -483,6 +491,7 @@ def test_the_leanest_feasible_cost_falls_with_each_offer_and_falls_back_to_its_s
                 break  # gone
             time.sleep(0.1)
         assert leanest.least() == 1000.0
+        assert leanest.go_on()
         leanest.offer(10.0)  # nothing raised
     finally:
         ray.shutdown()

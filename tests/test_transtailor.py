@@ -276,6 +276,33 @@ def test_two_iterations_give_decreasing_macs_and_a_plain_network():
     assert not folder.exists(), "the kept steps' folder goes with the last handle to it"
 
 
+def test_a_chain_told_not_to_go_on_ends_with_the_steps_it_has():
+    """Goal.go_on (a search whose budget is spent): W* is always trained; past it each report
+    says how many steps are ready, and once go_on says no the chain ends after that epoch's
+    report, the step in training left out, with stop_reason cut_short."""
+    from raytailor.methods import CANDIDATES_READY, Goal
+
+    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=12)
+    loader = lambda split, shuffle: TensorLoader(split, batch_size=32, mean=splits.mean, std=splits.std,
+                                                 shuffle=shuffle)
+    config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=3, classifier_epochs=1,
+                               factor_epochs=1, finetune_epochs=2, batch_size=32)
+    state, reported = {"go": True}, []
+
+    def on_epoch(stage, step, metrics):
+        reported.append((stage, step, metrics.get(CANDIDATES_READY)))
+        if (stage, step) == ("finetune_2", 1):
+            state["go"] = False
+
+    outcome = run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
+                              val_loader=loader(splits.val, False), verbose=False, on_epoch=on_epoch,
+                              goal=Goal(accuracy_target=0.0, cost="macs", go_on=lambda: state["go"]))
+    assert outcome.stop_reason == "cut_short" and [r["iteration"] for r in outcome.chain] == [0, 1]
+    assert len(outcome.submodels) == 2 and outcome.chosen_iteration == 1
+    assert reported == [("classifier", 1, None), ("factors_1", 1, 1), ("finetune_1", 1, 1), ("finetune_1", 2, 1),
+                        ("factors_2", 1, 2), ("finetune_2", 1, 2)]
+
+
 def test_tau_compares_with_the_last_accepted_submodel():
     assert within_tau(90.0, 89.75, tau=0.25) and within_tau(90.0, 91.0, tau=0.0)
     assert not within_tau(90.0, 89.5, tau=0.25)

@@ -33,7 +33,8 @@ class NetTailor(TailoringMethod):
             ))
         return MethodOutcome(candidates, details={"prunings_duplicate": outcome.duplicates,
                                                   "prunings_empty": outcome.empty,
-                                                  "prunings_skipped": outcome.skipped})
+                                                  "prunings_skipped": outcome.skipped},
+                             cut_short=outcome.cut_short)
 
     def fewest_epochs(self, values: dict[str, list]) -> int:
         """The student and one fine-tune (more where several prunings are fine-tuned)."""

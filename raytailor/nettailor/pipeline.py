@@ -26,7 +26,7 @@ from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.projection import PathCosts
 from raytailor.nettailor.pruning import select_survivors
 from raytailor.errors import TailoringError
-from raytailor.methods import Goal
+from raytailor.methods import EnoughCandidates, Goal, report_while_optional
 from raytailor.pareto import meets_target
 from raytailor.train import EpochCallback, OptimConfig, StepLoss, evaluate, fit, sgd
 
@@ -48,7 +48,8 @@ class NetTailorOutcome:
     attention: dict[str, float]   # student attention per path before pruning
     duplicates: int = 0           # grid points whose survivors an earlier pruning already had
     empty: int = 0                # grid points that left no path to the classifier
-    skipped: int = 0              # distinct prunings not fine-tuned (finetune_prunings: leanest_first)
+    skipped: int = 0              # distinct prunings not fine-tuned (leanest_first, or cut short)
+    cut_short: bool = False       # ended with the prunings it had when ``goal.go_on`` said no
 
     @property
     def model(self) -> PathNetwork:
@@ -177,8 +178,9 @@ def run_nettailor(
     prunings that could be the run's choice are fine-tuned, in the order of ``LeanestFirst``:
     from the leanest up to the first that reaches the target, nothing costlier than
     ``goal.leaner_than`` past the leanest, and after the first miss the costliest still of use
-    as a probe (if it misses too, none in between). Raises if no pruning leaves a path to the
-    classifier."""
+    as a probe (if it misses too, none in between). Once ``goal.go_on`` says no (a search's
+    budget is spent), the run ends with the prunings it has fine-tuned, leaving out the one in
+    training (never the first). Raises if no pruning leaves a path to the classifier."""
     grid = pruning_grid(config)
     too_many = max(k for _, k in grid)
     if too_many > pretrained.num_blocks:
@@ -240,6 +242,9 @@ def run_nettailor(
     else:
         positions = iter(range(len(distinct)))
     for position in positions:
+        if outcome.prunings and not (goal is None or goal.may_go_on()):
+            outcome.cut_short = True
+            break
         theta, blocks_removed, survivors = distinct[position]
         tailored = compact(student, survivors)
         if verbose:
@@ -250,18 +255,24 @@ def run_nettailor(
         # trial started again on its stage checkpoints never loads one pruning's into another
         k = rank[position] if leanest_first else len(outcome.prunings)
         if config.finetune_epochs > 0:
-            train_paths(
-                tailored, teacher, stage="finetune" if k == 0 else f"finetune_{k}", gamma1=0.0, gamma2=config.gamma2,
-                optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
-                train_loader=train_loader, val_loader=val_loader, verbose=verbose,
-                # the run's own pruning continues the student's estimates (leanest_first: no
-                # estimate past the student, the pruning the run ends with is not known yet)
-                on_epoch=_with_costs(on_epoch, costs.of(survivors)) if k == 0 and not leanest_first else on_epoch,
-            )
+            # the run's own pruning continues the student's estimates (leanest_first: no
+            # estimate past the student, the pruning the run ends with is not known yet)
+            report = _with_costs(on_epoch, costs.of(survivors)) if k == 0 and not leanest_first else on_epoch
+            stage = "finetune" if k == 0 else f"finetune_{k}"
+            try:
+                train_paths(
+                    tailored, teacher, stage=stage, gamma1=0.0, gamma2=config.gamma2,
+                    optim=OptimConfig(config.finetune_epochs, config.finetune_lr, config.momentum, config.weight_decay),
+                    train_loader=train_loader, val_loader=val_loader, verbose=verbose,
+                    on_epoch=report_while_optional(report, len(outcome.prunings), goal,
+                                                   done_at=(stage, config.finetune_epochs)),
+                )
+            except EnoughCandidates:
+                outcome.cut_short = True
+                break
         tailored.eval()
         if leanest_first:
             order.reached(position, meets_target(_fp32_accuracy(tailored, val_loader), goal.accuracy_target))
         outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))
-    if leanest_first:
-        outcome.skipped = order.skipped
+    outcome.skipped = len(distinct) - len(outcome.prunings)
     return outcome

@@ -16,7 +16,12 @@ trials' epochs reach the budget, a running trial stops when it reports the next 
 epoch that crosses the budget goes on: a search exceeds its budget by at most one epoch per
 trial that was running); a trial needs more than its fewest when it fine-tunes several
 prunings or steps on along its chain. Measuring and saving a trained trial's models is no
-epoch: a trial whose last epoch crossed the budget ends normally.
+epoch: a trial whose last epoch crossed the budget ends normally. A trial that says it has
+candidates ready (``methods.CANDIDATES_READY``: a NetTailor student with a pruning fine-tuned)
+is not stopped, which would lose them: the scheduler posts the budget spent on the search's
+bulletin, and the trial ends with its ready candidates after the epoch it is in or the one
+after (the post does not wait); one still training two epochs past its first report beyond
+the budget is stopped like any other.
 
 The scheduler and the searcher each keep one ``EpochBudget`` fed with the same reports: the
 scheduler stops trials (recording why in ``budget.json``, which the tables read like early
@@ -49,6 +54,7 @@ class EpochBudget:
         self.epochs: dict[str, int] = {}  # trial -> training epochs so far
         self.running: set[str] = set()  # trials started and not ended (``started``/``ended``)
         self.finished: list[int] = list(finished_before)  # epochs of the trials that ran to their end
+        self.winding_up: dict[str, int] = {}  # trial -> its first epoch past the budget, candidates ready
         self.stopped: dict[str, Stop] = {}
         if self.record is not None and self.record.is_file():
             saved = json.loads(self.record.read_text()).get("stopped", {})
@@ -87,15 +93,19 @@ class EpochBudget:
             self.finished.append(self.epochs[trial])
         self.running.discard(trial)
 
-    def on_report(self, trial: str, epochs: int, *, estimate: dict[str, float] | None = None) -> Stop | None:
+    def on_report(self, trial: str, epochs: int, *, estimate: dict[str, float] | None = None,
+                  candidates_ready: bool = False) -> Stop | None:
         """A trial's report after ``epochs`` training epochs; a ``Stop`` when it trained an epoch
-        though the budget was spent before that epoch."""
+        though the budget was spent before that epoch, unless it has ``candidates_ready`` and
+        is ending with them (at most one more epoch after its first report past the budget)."""
         last = self.epochs.get(trial, 0)
         if epochs <= last:  # no new training epoch (a sub-model measured, the final report, a retry)
             return None
         before = self.spent
         self.epochs[trial] = epochs
         if before < self.limit:
+            return None
+        if candidates_ready and epochs - self.winding_up.setdefault(trial, epochs) <= 1:
             return None
         stop = Stop(rung=0, epochs=epochs, estimate=dict(estimate or {}), reason=(
             f"stopped at epoch {epochs}: the search's budget of {self.limit:,} training epochs was spent"))

@@ -37,18 +37,23 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
     return types
 
 
+CUT_SHORT = "ended with the sub-models it had ready: the search's budget was spent"
+
+
 def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | None, spec: Spec,
               stop: Stop | None = None) -> dict[str, Any]:
     """One trial's row. ``error``: what the trial raised (Ray's error.txt). A trial early stopping
     ended (``stop``) is ``STOPPED`` with its reason and its last estimate as metrics (validation
-    accuracy so far, projected costs; no test accuracy)."""
+    accuracy so far, projected costs; no test accuracy). A trial the budget cut short finished
+    with the sub-models it had (``TERMINATED``), and its reason says so."""
     metrics = metrics or {}
     failed = metrics.get(FAILED)  # failed by itself: its one-line reason is in its last report
     done = is_finished(metrics) and not failed  # a final report wins over failures Tune retried
     stopped = stop is not None and not done and not error and not failed
     status = "TERMINATED" if done else "ERROR" if error or failed else STOPPED_STATUS if stopped else "INTERRUPTED"
+    cut_short = done and metrics.get("cut_short")  # ``methods.MethodOutcome.cut_short``
     row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
-           "reason": stop.reason if stopped else failed or error_reason(error),
+           "reason": stop.reason if stopped else CUT_SHORT if cut_short else failed or error_reason(error),
            "trained_epochs": metrics.get(EPOCHS)}
     row |= {name: config.get(name) for name in spec.space}
     values = metrics if done else stop.estimate if stopped else {}

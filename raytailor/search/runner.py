@@ -129,14 +129,14 @@ def _space(spec: Spec) -> DefineByRun:
     return DefineByRun(spec.space, defaults)
 
 
-def _trainable(spec: Spec, shared: Any, restarts: str | None = None, leanest: Any = None):
+def _trainable(spec: Spec, shared: Any, restarts: str | None = None, bulletin: Any = None):
     from ray import tune
 
     from raytailor.search.trainable import tailoring_trial
 
     resources = spec.search.resources
     return tune.with_resources(
-        tune.with_parameters(tailoring_trial, shared=shared, restarts=restarts, leanest=leanest),
+        tune.with_parameters(tailoring_trial, shared=shared, restarts=restarts, bulletin=bulletin),
         {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
@@ -150,9 +150,9 @@ def _budget(task: SearchTask, *, recorded: bool) -> EpochBudget | None:
                        trial_epochs=task.spec.fewest_epochs(), finished_before=task.finished_epochs)
 
 
-def _scheduler(task: SearchTask, accuracy_target: float):
-    """Early stopping (``search.early_stopping``) and the budget (``search.budget_epochs``), or
-    Tune's first-in first-out without either."""
+def _scheduler(task: SearchTask, accuracy_target: float, bulletin: Any = None):
+    """Early stopping (``search.early_stopping``) and the budget (``search.budget_epochs``, posted
+    on ``bulletin`` once spent), or Tune's first-in first-out without either."""
     from ray.tune.schedulers import FIFOScheduler
 
     from raytailor.search.scheduler import ConstrainedEarlyStopping
@@ -161,8 +161,8 @@ def _scheduler(task: SearchTask, accuracy_target: float):
     if settings is None and budget is None:
         return FIFOScheduler()
     if settings is None:
-        return ConstrainedEarlyStopping(record=None, budget=budget)
-    return ConstrainedEarlyStopping(record=task.folder / RECORD_FILE, budget=budget,
+        return ConstrainedEarlyStopping(record=None, budget=budget, bulletin=bulletin)
+    return ConstrainedEarlyStopping(record=task.folder / RECORD_FILE, budget=budget, bulletin=bulletin,
                                     **_stopping_rules(task.spec, accuracy_target))
 
 
@@ -191,7 +191,7 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     from ray.tune.search import ConcurrencyLimiter
 
     from raytailor.search.callbacks import RunEnded, StoppedToTensorBoard, SubmodelsToStudy, TablesAsTrialsEnd
-    from raytailor.search.leanest_feasible import LeanestFeasible
+    from raytailor.search.bulletin import SearchBulletin
     from raytailor.search.progress import SearchProgress
     from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
     from raytailor.search.tasks import ForTask, TaskScheduler, TaskSearcher
@@ -199,6 +199,9 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
 
     spec = tasks[0].spec  # what is not a task's own (data, target, teacher) is the same for every task
     metrics, modes = _objective_metrics(spec)
+    cost = leanest_cost(spec.objectives)  # what trials may leave out work above, by task
+    bulletins = {task.name: SearchBulletin(min(task.shared.teacher_metrics[cost], task.kept_leanest))
+                 for task in tasks}
     searchers, schedulers, callbacks, ended_trials = {}, {}, [], {}
     for task in tasks:
         target = task.shared.accuracy_target
@@ -207,7 +210,7 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
             sampler=make_sampler(spec.search.sampler, task.seed, spec.search.trials), study_name=task.study_name,
             accuracy_target=target, storage_path=task.folder / JOURNAL, budget=_budget(task, recorded=False),
         )
-        schedulers[task.name] = _scheduler(task, target)
+        schedulers[task.name] = _scheduler(task, target, bulletins[task.name])
         own = [SubmodelsToStudy(journal=task.folder / JOURNAL, study_name=task.study_name, space=spec.space,
                                 metrics=metrics, accuracy_target=target),
                TablesAsTrialsEnd(out_dir=task.folder, spec=task.spec, accuracy_target=target,
@@ -225,13 +228,10 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
                                         budget_epochs=None if budget is None else budget * len(tasks),
                                         spent_epochs=sum(task.spent_epochs for task in tasks),
                                         accuracy_target={t.name: t.shared.accuracy_target for t in tasks},
-                                        cost=leanest_cost(spec.objectives)))
+                                        cost=cost))
     shared = tasks[0].shared if single else {task.name: task.shared for task in tasks}
-    cost = leanest_cost(spec.objectives)  # what trials may leave out work above, by task
-    leanest = {task.name: LeanestFeasible(min(task.shared.teacher_metrics[cost], task.kept_leanest))
-               for task in tasks}
     tuner = tune.Tuner(
-        _trainable(spec, shared, restarts, leanest[None] if single else leanest),
+        _trainable(spec, shared, restarts, bulletins[None] if single else bulletins),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             scheduler=schedulers[None] if single else TaskScheduler(schedulers),

@@ -5,7 +5,8 @@ Trials run first-in first-out, like Tune's default; each per-epoch result that c
 estimate (``estimate/...``, see trainable.py) goes to the rules, each training epoch to the
 budget, and a trial that either stops ends at once (Tune marks it TERMINATED; its last result has no
 ``finished``, so the searcher tells Optuna it was PRUNED and the tables say STOPPED, with the
-reason from the record file).
+reason from the record file). Once the budget is spent, the scheduler posts it on the search's
+bulletin (``bulletin.SearchBulletin``), so that trials with candidates ready end with them.
 """
 
 from __future__ import annotations
@@ -17,19 +18,23 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from raytailor.search.budget import EpochBudget
 from raytailor.search.early_stopping import EarlyStopping
+from raytailor.methods import CANDIDATES_READY
 from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, RESTORED_EPOCHS, is_finished
 
 
 class ConstrainedEarlyStopping(FIFOScheduler):
     """Holds only plain settings and the records' paths when pickled (Tune saves the scheduler
     with the experiment; nothing reads that back); the decisions live in the record files, which
-    a resumed search reads. ``record`` None: no early-stopping rules (only the budget)."""
+    a resumed search reads. ``record`` None: no early-stopping rules (only the budget).
+    ``bulletin``: where the budget is posted spent (anything with ``spend()``; not pickled)."""
 
     _supports_buffered_results = False  # decide on every epoch's result as it arrives
 
-    def __init__(self, *, record: Path | None, budget: EpochBudget | None = None, **settings: Any) -> None:
+    def __init__(self, *, record: Path | None, budget: EpochBudget | None = None, bulletin: Any = None,
+                 **settings: Any) -> None:
         super().__init__()
-        self.record, self.settings, self.budget = record, settings, budget
+        self.record, self.settings, self.budget, self.bulletin = record, settings, budget, bulletin
+        self._posted = False
         self._rules: EarlyStopping | None = None
 
     @property
@@ -46,9 +51,14 @@ class ConstrainedEarlyStopping(FIFOScheduler):
             return TrialScheduler.CONTINUE
         estimate = {key[len(ESTIMATE) + 1:]: value for key, value in result.items()
                     if key.startswith(f"{ESTIMATE}/")}
-        if self.budget is not None and not is_finished(result) and self.budget.on_report(
-                trial.trial_id, int(result[EPOCHS]), estimate=estimate) is not None:
-            return TrialScheduler.STOP
+        if self.budget is not None and not is_finished(result):
+            stop = self.budget.on_report(trial.trial_id, int(result[EPOCHS]), estimate=estimate,
+                                         candidates_ready=bool(result.get(CANDIDATES_READY)))
+            if self.budget.exhausted and not self._posted and self.bulletin is not None:
+                self.bulletin.spend()
+                self._posted = True
+            if stop is not None:
+                return TrialScheduler.STOP
         if not estimate or self.rules is None:
             return TrialScheduler.CONTINUE
         stop = self.rules.on_estimate(trial.trial_id, int(result[EPOCHS]), estimate,
@@ -67,4 +77,4 @@ class ConstrainedEarlyStopping(FIFOScheduler):
         return " ".join(said)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_rules": None}
+        return {**self.__dict__, "_rules": None, "bulletin": None}

@@ -4,7 +4,8 @@ Per-epoch metrics go out through ``ray.tune.report`` (TensorBoard gets them, nam
 stage: ``student/loss``, ``finetune/val_accuracy``, ``student/attention_block_mean`` ...), with
 ``epochs`` (training epochs so far, every stage counted) and, when the method says what the
 run would produce, ``estimate/val_accuracy``, ``estimate/macs``, ``estimate/params``,
-``estimate/task_params`` (what early stopping judges).
+``estimate/task_params`` (what early stopping judges), and ``candidates_ready`` where the run
+could end now with that many candidates (``methods.CANDIDATES_READY``: what the budget reads).
 The last report carries the objectives (val_accuracy, test_accuracy, params, macs,
 task_params), ``feasible``, ``finished`` and the exported model as the trial's checkpoint.
 """
@@ -21,10 +22,10 @@ from typing import Any
 from ray import tune
 
 from raytailor.errors import RaytailorError
-from raytailor.methods import SUBMODELS_STAGE, estimate_of
+from raytailor.methods import CANDIDATES_READY, SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import leanest_cost, meets_target
 from raytailor.run import run_method, save_run
-from raytailor.search.leanest_feasible import LeanestFeasible
+from raytailor.search.bulletin import SearchBulletin
 from raytailor.search.location import TASK
 from raytailor.search.shared import SharedTask
 from raytailor.stage_checkpoints import INDEX, StageCheckpoints, resumable
@@ -104,19 +105,20 @@ def _restore(folder: Path, config: dict[str, Any], restarts: str | None) -> None
 
 def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, SharedTask],
                     restarts: str | None = None,
-                    leanest: LeanestFeasible | dict[str, LeanestFeasible] | None = None) -> None:
+                    bulletin: SearchBulletin | dict[str, SearchBulletin] | None = None) -> None:
     """One trial. Its training state is saved as it goes (``stage_checkpoints``; every
     ``search.checkpoint_every`` epochs and each stage's end) and handed to Tune with that
     epoch's report: a retried trial continues from it, and so does one a resume runs again
     (``restarts``: where the resume left interrupted trials' checkpoints, by ``restart_key``).
     A multi-task search shares ``{task: SharedTask}`` and names the trial's task in its config.
-    ``leanest``: the cost of the search's (task's) leanest feasible model so far, which the run
+    ``bulletin``: the cost of the search's (task's) leanest feasible model so far, which the run
     may leave out work above (``methods.Goal.leaner_than``) and the trial lowers once its own
-    feasible model is saved."""
+    feasible model is saved; and whether the search's budget is spent, after which the run ends
+    with the candidates it has ready (``methods.Goal.go_on``)."""
     if isinstance(shared, dict):
         shared = shared[config[TASK]]
-    if isinstance(leanest, dict):
-        leanest = leanest[config[TASK]]
+    if isinstance(bulletin, dict):
+        bulletin = bulletin[config[TASK]]
     prepared, teacher = shared.materialise()
     values = {**shared.spec.hyperparameters(), **{k: v for k, v in config.items() if k != TASK}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -124,30 +126,32 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, Share
         stages.mkdir()
         _restore(stages, config, restarts)
         checkpoints = StageCheckpoints(stages, every=shared.spec.search.checkpoint_every)
-        _run_trial(prepared, teacher, values, shared, checkpoints, leanest)
+        _run_trial(prepared, teacher, values, shared, checkpoints, bulletin)
 
 
 def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: SharedTask,
-               checkpoints: StageCheckpoints, leanest: LeanestFeasible | None) -> None:
+               checkpoints: StageCheckpoints, bulletin: SearchBulletin | None) -> None:
     epochs = restored = checkpoints.trained_epochs  # a restored trial goes on counting
 
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         nonlocal epochs
         epochs += stage != SUBMODELS_STAGE  # a measured sub-model is no training epoch
         estimate = estimate_of(metrics) or {}
+        ready = metrics.pop(CANDIDATES_READY, None)  # for the scheduler, at the top level
         saved = {}
         if checkpoints.saved:  # this epoch's state, with this epoch's report
             checkpoints.saved = False
             saved["checkpoint"] = tune.Checkpoint.from_directory(checkpoints.folder)
         tune.report({f"{stage}/{key}": value for key, value in metrics.items()} | {"stage_epoch": epoch}
                     | {f"{ESTIMATE}/{key}": value for key, value in estimate.items()} | {EPOCHS: epochs}
-                    | {RESTORED_EPOCHS: restored}, **saved)
+                    | {RESTORED_EPOCHS: restored} | ({} if ready is None else {CANDIDATES_READY: ready}), **saved)
 
     try:
         with resumable(checkpoints):
             run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
                              accuracy_target=shared.accuracy_target,
-                             leaner_than=None if leanest is None else leanest.least)
+                             leaner_than=None if bulletin is None else bulletin.least,
+                             go_on=None if bulletin is None else bulletin.go_on)
     except RaytailorError as error:
         # it failed by itself (pruning cut every path, the loss diverged): the same values would
         # fail again, so it ends here with its reason, never retried (search.max_failures
@@ -158,9 +162,9 @@ def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: Shar
         save_run(run, Path(folder))
         final = final_metrics(run.metrics, shared.accuracy_target, values)
         tune.report(final | {EPOCHS: epochs}, checkpoint=tune.Checkpoint.from_directory(folder))
-    if leanest is not None:  # its feasible sub-models were saved with the report above
+    if bulletin is not None:  # its feasible sub-models were saved with the report above
         cost = leanest_cost(shared.spec.objectives)
         feasible = [r[cost] for r in run.metrics.get("submodels") or [run.metrics]
                     if meets_target(r["val_accuracy"], shared.accuracy_target)]
         if feasible:
-            leanest.offer(min(feasible))
+            bulletin.offer(min(feasible))

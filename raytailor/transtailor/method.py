@@ -20,7 +20,7 @@ class TransTailor(TailoringMethod):
         from raytailor.transtailor.pipeline import run_transtailor
 
         outcome = run_transtailor(pretrained, config=config, image_size=image_size, train_loader=train_loader,
-                                  val_loader=val_loader, on_epoch=report, verbose=verbose)
+                                  val_loader=val_loader, on_epoch=report, verbose=verbose, goal=goal)
         candidates = [
             # every weight was fine-tuned and any layer may be narrower: the whole model is the task's
             # (task_modules None); each step waits on disk until run.py loads it
@@ -29,7 +29,8 @@ class TransTailor(TailoringMethod):
             for record, module in zip(outcome.chain, outcome.submodels)
         ]
         return MethodOutcome(candidates, chosen=outcome.chosen_iteration,
-                             details={"iterations": len(outcome.chain) - 1, "stop_reason": outcome.stop_reason})
+                             details={"iterations": len(outcome.chain) - 1, "stop_reason": outcome.stop_reason},
+                             cut_short=outcome.stop_reason == "cut_short")
 
     def fewest_epochs(self, values: dict[str, list]) -> int:
         """W* and the first iteration's factors (no filter left to prune ends the chain there;

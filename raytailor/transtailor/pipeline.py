@@ -23,6 +23,7 @@ from torch import nn
 from raytailor.backbones import BlockNetwork
 from raytailor.cost import count_params, image_macs
 from raytailor.data import TensorLoader
+from raytailor.methods import EnoughCandidates, Goal, report_while_optional
 from raytailor.module_on_disk import ModuleOnDisk, ModuleShelf
 from raytailor.train import EpochCallback, OptimConfig, evaluate, fit, sgd
 from raytailor.transtailor.config import TransTailorConfig
@@ -39,7 +40,7 @@ class TransTailorOutcome:
     submodels: list[ModuleOnDisk] = field(default_factory=list)
     chosen_iteration: int = 0        # 0: W* itself
     stopped_at: int | None = None    # iteration whose drop exceeded tau, None if none did
-    stop_reason: str = "max_iterations"  # "tau", "max_iterations" or "exhausted"
+    stop_reason: str = "max_iterations"  # "tau", "max_iterations", "exhausted" or "cut_short"
 
     @property
     def model(self) -> BlockNetwork:
@@ -114,10 +115,12 @@ def _estimated(on_epoch: EpochCallback | None, network: BlockNetwork, image_size
 def run_transtailor(
     pretrained: BlockNetwork, *, config: TransTailorConfig, image_size: int,
     train_loader: TensorLoader, val_loader: TensorLoader,
-    on_epoch: EpochCallback | None = None, verbose: bool = True,
+    on_epoch: EpochCallback | None = None, verbose: bool = True, goal: Goal | None = None,
 ) -> TransTailorOutcome:
     """Algorithm 1 on a private copy of ``pretrained`` (whose classifier must already have the
-    target's classes). Accuracies are in percent and tau in points."""
+    target's classes). Accuracies are in percent and tau in points. Once ``goal.go_on`` says
+    no (a search's budget is spent), the chain ends with the steps it has, leaving out the one
+    in training (never W*): ``stop_reason`` "cut_short"."""
     network = copy.deepcopy(pretrained)
 
     # Line 2: W* = the pre-trained model with its new FC fitted to the target task.
@@ -148,57 +151,79 @@ def run_transtailor(
         else {"filters": config.prune_filters}
 
     for iteration in range(1, config.max_iterations + 1):
-        # Line 5 (Eq. 3): alpha trained on the target data, every weight frozen.
-        for p in network.parameters():
-            p.requires_grad_(False)
-        scales = attach_scales(network)
-        set_scales(scales, [torch.ones_like(s.alpha) for s in scales], trainable=True)
-        factor_optim = sgd([{"params": [s.alpha for s in scales], "weight_decay": 0.0}],
-                           OptimConfig(config.factor_epochs, config.factor_lr, config.momentum, 0.0))
-        _train(network, stage=f"factors_{iteration}", epochs=config.factor_epochs,
-               optimizer=factor_optim, train_loader=train_loader, val_loader=None,
-               frozen_bn=True, on_epoch=on_epoch, verbose=verbose)
-        # Line 6 (Eq. 5): beta accumulated over the whole training set.
-        # Lines 6-7 run in full precision whatever the spec's: the Taylor term sums gradients over
-        # the whole training set, and torch-pruning traces the autograd graph (autocast's casts
-        # would be nodes in it).
-        with torch.autocast(train_loader.device.type, enabled=False):
-            betas = filter_importance(network, scales, train_loader, F.cross_entropy)
-            # Line 7: prune z filters with the lowest (group-summed) beta.
-            pruned = prune_lowest(network, scales, betas, image_size=image_size, group_score=config.group_score,
-                                  **step)
-        if pruned.channels_removed == 0:
-            remove_scales_by_folding(network)
-            outcome.stop_reason = "exhausted"
+        try:
+            accepted = _iterate(network, iteration, config=config, step=step, image_size=image_size,
+                                train_loader=train_loader, val_loader=val_loader, verbose=verbose,
+                                on_epoch=on_epoch, goal=goal, outcome=outcome, shelf=shelf,
+                                last_accepted=last_accepted)
+        except EnoughCandidates:
+            outcome.stop_reason = "cut_short"
             break
-        # Line 8 (Eq. 6): importance-aware fine-tune. By default the target-aware importance
-        # factors alpha (trained in line 5, pruned with their channels) stay in the outputs,
-        # fixed, and beta only ranks filters; ``finetune_scale: beta`` multiplies the Taylor beta
-        # in, as Eq. 6 writes it, which collapsed accuracy here (README "TransTailor").
-        fixed = pruned.kept_betas if config.finetune_scale == "beta" else [s.alpha.detach() for s in scales]
-        set_scales(scales, [value.clone() for value in fixed], trainable=False)
-        for p in network.parameters():
-            p.requires_grad_(True)
-        for s in scales:
-            s.alpha.requires_grad_(False)
-        _train(network, stage=f"finetune_{iteration}", epochs=config.finetune_epochs,
-               optimizer=_weight_optimizer(network, config, config.finetune_epochs),
-               train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
-               on_epoch=_estimated(on_epoch, network, image_size), verbose=verbose)
-        remove_scales_by_folding(network)  # beta stays part of the function, now inside BN
-        accuracy = evaluate(network, val_loader)
-        accepted = within_tau(last_accepted, accuracy, config.tau)
-        outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
-                                     image_size=image_size, filters_removed=pruned.filters_removed,
-                                     accepted=accepted))
-        outcome.submodels.append(_kept(shelf, network, outcome.chain[-1]))
-        if verbose:
-            print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (last accepted {last_accepted:.2f}%), "
-                  f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
-                  file=sys.stderr, flush=True)
-        if not accepted:
-            outcome.stopped_at, outcome.stop_reason = iteration, "tau"
+        if not accepted:  # tau, or no filter left (None)
             break
-        last_accepted = accuracy
+        last_accepted = outcome.chain[-1]["val_accuracy"]
         outcome.chosen_iteration = iteration
     return outcome
+
+
+def _iterate(network: BlockNetwork, iteration: int, *, config: TransTailorConfig, step: dict, image_size: int,
+             train_loader: TensorLoader, val_loader: TensorLoader, verbose: bool, on_epoch: EpochCallback | None,
+             goal: Goal | None, outcome: TransTailorOutcome, shelf: ModuleShelf, last_accepted: float) -> bool | None:
+    """One iteration of Algorithm 1 (lines 5-8) on ``network``, its step appended to ``outcome``;
+    whether tau accepted it, None when no filter was left to prune. Raises ``EnoughCandidates``
+    when ``goal`` says not to go on (before the step or at any of its epochs)."""
+    if not (goal is None or goal.may_go_on()):
+        raise EnoughCandidates()
+    on_epoch = report_while_optional(on_epoch, len(outcome.submodels), goal,
+                                     done_at=(f"finetune_{iteration}", config.finetune_epochs))
+    # Line 5 (Eq. 3): alpha trained on the target data, every weight frozen.
+    for p in network.parameters():
+        p.requires_grad_(False)
+    scales = attach_scales(network)
+    set_scales(scales, [torch.ones_like(s.alpha) for s in scales], trainable=True)
+    factor_optim = sgd([{"params": [s.alpha for s in scales], "weight_decay": 0.0}],
+                       OptimConfig(config.factor_epochs, config.factor_lr, config.momentum, 0.0))
+    _train(network, stage=f"factors_{iteration}", epochs=config.factor_epochs,
+           optimizer=factor_optim, train_loader=train_loader, val_loader=None,
+           frozen_bn=True, on_epoch=on_epoch, verbose=verbose)
+    # Line 6 (Eq. 5): beta accumulated over the whole training set.
+    # Lines 6-7 run in full precision whatever the spec's: the Taylor term sums gradients over
+    # the whole training set, and torch-pruning traces the autograd graph (autocast's casts
+    # would be nodes in it).
+    with torch.autocast(train_loader.device.type, enabled=False):
+        betas = filter_importance(network, scales, train_loader, F.cross_entropy)
+        # Line 7: prune z filters with the lowest (group-summed) beta.
+        pruned = prune_lowest(network, scales, betas, image_size=image_size, group_score=config.group_score,
+                              **step)
+    if pruned.channels_removed == 0:
+        remove_scales_by_folding(network)
+        outcome.stop_reason = "exhausted"
+        return None
+    # Line 8 (Eq. 6): importance-aware fine-tune. By default the target-aware importance
+    # factors alpha (trained in line 5, pruned with their channels) stay in the outputs,
+    # fixed, and beta only ranks filters; ``finetune_scale: beta`` multiplies the Taylor beta
+    # in, as Eq. 6 writes it, which collapsed accuracy here (README "TransTailor").
+    fixed = pruned.kept_betas if config.finetune_scale == "beta" else [s.alpha.detach() for s in scales]
+    set_scales(scales, [value.clone() for value in fixed], trainable=False)
+    for p in network.parameters():
+        p.requires_grad_(True)
+    for s in scales:
+        s.alpha.requires_grad_(False)
+    _train(network, stage=f"finetune_{iteration}", epochs=config.finetune_epochs,
+           optimizer=_weight_optimizer(network, config, config.finetune_epochs),
+           train_loader=train_loader, val_loader=val_loader, frozen_bn=False,
+           on_epoch=_estimated(on_epoch, network, image_size), verbose=verbose)
+    remove_scales_by_folding(network)  # beta stays part of the function, now inside BN
+    accuracy = evaluate(network, val_loader)
+    accepted = within_tau(last_accepted, accuracy, config.tau)
+    outcome.chain.append(_record(network, iteration=iteration, accuracy=accuracy,
+                                 image_size=image_size, filters_removed=pruned.filters_removed,
+                                 accepted=accepted))
+    outcome.submodels.append(_kept(shelf, network, outcome.chain[-1]))
+    if verbose:
+        print(f"[transtailor] iteration {iteration}: val {accuracy:.2f}% (last accepted {last_accepted:.2f}%), "
+              f"MACs {outcome.chain[-1]['macs']:,}, {'accepted' if accepted else 'stop'}",
+              file=sys.stderr, flush=True)
+    if not accepted:
+        outcome.stopped_at, outcome.stop_reason = iteration, "tau"
+    return accepted

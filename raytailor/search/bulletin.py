@@ -1,0 +1,79 @@
+"""What a search tells its running trials while they run: the cost of the leanest feasible
+model it holds, and whether its budget is spent.
+
+A model that costs more than one the search already holds (feasible, saved) cannot be the
+search's leanest feasible model, and one that costs more than the teacher (which meets the
+target by definition) is of no use at all. A method that can leave out work on such models
+(NetTailor's ``finetune_prunings: leanest_first``: the prunings it would fine-tune past the
+leanest) reads this bound through ``methods.Goal.leaner_than`` before each costly step. Each
+trial offers its own chosen model's cost once it is feasible and saved (its final report
+returned, so a bound never stands for a model that was lost).
+
+Once the search's budget (``search.budget_epochs``) is spent, the scheduler posts it here, and
+a trial with candidates ready (a NetTailor student with a pruning fine-tuned) ends with them
+(``methods.Goal.go_on``) instead of being stopped with nothing to show.
+
+One small Ray actor per task holds both: seeded with the teacher's cost and, on resume, with
+that of the kept trials' models. Trials that run side by side learn of each other's models as
+they go. If the actor cannot be reached, a trial falls back to the seed and goes on (the
+scheduler stops it at the budget as it would any other).
+"""
+
+from __future__ import annotations
+
+import math
+
+import ray
+
+
+class _Board:
+    def __init__(self, cost: float) -> None:
+        self.cost = cost
+        self.spent = False
+
+    def offer(self, cost: float) -> None:
+        if math.isfinite(cost):
+            self.cost = min(self.cost, cost)
+
+    def least(self) -> float:
+        return self.cost
+
+    def spend(self) -> None:
+        self.spent = True
+
+    def budget_spent(self) -> bool:
+        return self.spent
+
+
+class SearchBulletin:
+    """Made on the driver (which must keep it alive while the trials run), handed to every trial
+    and to the scheduler."""
+
+    def __init__(self, seed: float) -> None:
+        self.seed = float(seed)
+        # no CPU of its own: it must never keep a trial from starting
+        self._actor = ray.remote(num_cpus=0)(_Board).remote(self.seed)
+
+    def least(self) -> float:
+        """The cost of the leanest feasible model the search holds (the seed until one is offered)."""
+        try:
+            return float(ray.get(self._actor.least.remote(), timeout=60))
+        except (ray.exceptions.RayError, TimeoutError):
+            return self.seed
+
+    def offer(self, cost: float) -> None:
+        try:
+            ray.get(self._actor.offer.remote(float(cost)), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError):
+            pass  # the bound stays where it was: only work is lost, never a model
+
+    def spend(self) -> None:
+        """The search's budget is spent (the scheduler's call; it does not wait)."""
+        self._actor.spend.remote()
+
+    def go_on(self) -> bool:
+        """Whether a trial may train candidates past those it has ready: until the budget is spent."""
+        try:
+            return not ray.get(self._actor.budget_spent.remote(), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError):
+            return True
