@@ -34,7 +34,7 @@ Prints, per task and variant, the median and range over seeds, and (d)/(a) ratio
 writes every measurement as JSON (``--json``).
 
     .venv/bin/python benchmarks/search_efficiency.py [--seeds 0 1 2] [--tasks demo shapes]
-        [--variants a b c d e] [--set student_epochs=8 --set finetune_epochs=4 ...]
+        [--variants a b c d e] [--set student_epochs=8 --set finetune_epochs=4 ...] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -198,13 +198,15 @@ def main() -> None:
                         help=f"spec overrides for every search (default: {' '.join(DEFAULT_SETS)})")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--cache", help="teacher cache to use and keep (default: a temporary one)")
+    parser.add_argument("--keep", help="keep every search's folder here (default: a temporary folder)")
     args = parser.parse_args()
     if "g" in args.variants and "a" not in args.variants:
         parser.error("variant g is given half of variant a's epochs: run a too")
     sets = DEFAULT_SETS if args.sets is None else args.sets
     results: dict = {task: {v: {} for v in args.variants} for task in args.tasks}
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
+        root = Path(args.keep or folder)
+        root.mkdir(parents=True, exist_ok=True)
         cache = Path(args.cache) if args.cache else root / "cache"
         for task in args.tasks:  # the teachers, once
             run_search(DEMO, root / f"warmup-{task}", cache, [*TASKS[task], *sets, "search.trials=1",
