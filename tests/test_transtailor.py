@@ -280,7 +280,7 @@ def test_a_chain_told_not_to_go_on_ends_with_the_steps_it_has():
     """Goal.go_on (a search whose budget is spent): W* is always trained; past it each report
     says how many steps are ready, and once go_on says no the chain ends after that epoch's
     report, the step in training left out, with stop_reason cut_short."""
-    from raytailor.methods import CANDIDATES_READY, Goal
+    from raytailor.methods import CANDIDATES_READY, Goal, get_method
 
     splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=12)
     loader = lambda split, shuffle: TensorLoader(split, batch_size=32, mean=splits.mean, std=splits.std,
@@ -294,11 +294,12 @@ def test_a_chain_told_not_to_go_on_ends_with_the_steps_it_has():
         if (stage, step) == ("finetune_2", 1):
             state["go"] = False
 
-    outcome = run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
-                              val_loader=loader(splits.val, False), verbose=False, on_epoch=on_epoch,
-                              goal=Goal(accuracy_target=0.0, cost="macs", go_on=lambda: state["go"]))
-    assert outcome.stop_reason == "cut_short" and [r["iteration"] for r in outcome.chain] == [0, 1]
-    assert len(outcome.submodels) == 2 and outcome.chosen_iteration == 1
+    outcome = get_method("transtailor").tailor(  # through the method contract, as run.py calls it
+        resnet20(4), None, config, image_size=SIZE, train_loader=loader(splits.train, True),
+        val_loader=loader(splits.val, False), verbose=False, report=on_epoch,
+        goal=Goal(accuracy_target=0.0, cost="macs", go_on=lambda: state["go"]))
+    assert outcome.cut_short and outcome.details == {"iterations": 1, "stop_reason": "cut_short"}
+    assert len(outcome.candidates) == 2 and outcome.chosen == 1  # W* and the first step
     assert reported == [("classifier", 1, None), ("factors_1", 1, 1), ("finetune_1", 1, 1), ("finetune_1", 2, 1),
                         ("factors_2", 1, 2), ("finetune_2", 1, 2)]
 
