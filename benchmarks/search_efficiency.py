@@ -30,8 +30,9 @@ targets and ranges in ``TASKS``; ``demo_val20`` (not run by default) is the demo
 validation images, taken from its test split. Every seed
 runs every task and variant (rotated order, one shared teacher cache filled first).
 
-Prints, per task and variant, the median and range over seeds, and (d)/(a) ratios per seed;
-writes every measurement as JSON (``--json``).
+Prints, per task and variant, the median and range over seeds, and (d)/(a) ratios per seed,
+each saying which leanest model is leaner than the teacher (one that is not is of no use: the
+teacher meets the target by definition); writes every measurement as JSON (``--json``).
 
     .venv/bin/python benchmarks/search_efficiency.py [--seeds 0 1 2] [--tasks demo shapes]
         [--variants a b c d e] [--set student_epochs=8 --set finetune_epochs=4 ...] [--keep DIR]
@@ -181,6 +182,10 @@ def report(results: dict, variants: list[str]) -> None:
                     lean = f"({other}) as lean or leaner"
                 else:
                     lean = "(a) leaner"
+                # a feasible model no leaner than the teacher is of no use: the teacher meets the target
+                leaner = [v for v, r in (("a", a), (other, d)) if r["leanest_macs"] is not None
+                          and r["leanest_macs"] < r["teacher_macs"]]
+                lean += f"; leaner than the teacher: {' and '.join(f'({v})' for v in leaner) or 'neither'}"
                 reached = ("never as lean as (a)'s leanest" if d["epochs_to_a"] is None else
                            f"as lean as (a)'s leanest after {d['epochs_to_a'] / a['epochs']:.2f} of (a)'s epochs, "
                            f"{d['seconds_to_a'] / a['trial_seconds']:.2f} of its trial-seconds")
