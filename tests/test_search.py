@@ -286,8 +286,9 @@ def test_a_spent_budget_ends_the_running_trial_with_what_it_has_starts_no_other_
     summary = json.loads((out / "summary.json").read_text())
     spent = 6 + cut["trained_epochs"]
     assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (spent, 10, True)
-    assert summary["unfinished"] == 0 and summary["stopped"] == 0
-    assert f"the budget of 10 training epochs ended the search after 2 of 4 trials ({spent} spent" in done.stderr
+    assert summary["unfinished"] == 0 and summary["stopped"] == 0 and summary["cut_short"] == 1
+    assert (f"the budget of 10 training epochs ended the search after 2 of 4 trials ({spent} spent; a trial needs "
+            "at least 4); 1 ended with the models it had ready") in done.stderr
     # 40 validation images (TINY): how finely they judge the target, before the trials
     assert "[search] accuracy target" in done.stderr and "40 validation images: one is 2.50 points" in done.stderr
     # both told to Optuna as complete: the second ended with a model

@@ -204,6 +204,7 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
                "unfinished": 0 if spent else spec.search.trials - sum(
                    r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS) for r in trials),
+               "cut_short": sum(r["reason"] == CUT_SHORT for r in trials),
                "trained_epochs": trained, "budget_epochs": budget, "budget_spent": spent,
                "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
@@ -238,7 +239,9 @@ def _describe(summary: dict, spec: Spec, out_dir: Path) -> str:
     if summary["budget_spent"]:
         lines.append(f"{tag} the budget of {summary['budget_epochs']:,} training epochs ended the search after "
                      f"{summary['trials']} of {summary['requested']} trials ({summary['trained_epochs']:,} spent; "
-                     f"a trial needs at least {spec.fewest_epochs():,})")
+                     f"a trial needs at least {spec.fewest_epochs():,})"
+                     + (f"; {n} ended with the models {'it' if n == 1 else 'they'} had ready"
+                        if (n := summary.get("cut_short")) else ""))  # absent from searches before it
     if summary["unfinished"] > 0:
         lines.append(f"{tag} interrupted with {summary['unfinished']} trial(s) to go; continue with "
                      f"`raytailor resume {search_dir}` (finished trials are kept)")
