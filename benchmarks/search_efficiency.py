@@ -14,7 +14,11 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
   same task and seed // 2 (so (a) runs first in each round), less one epoch per concurrent
   trial (a running trial stops at the first epoch it reports beyond the budget, so a search
   may exceed its budget by that much); ``search.trials`` 16 so that the budget, not the
-  number of trials, ends it.
+  number of trials, ends it;
+- h: (g) with ``finetune_prunings: leanest_up`` (the walk from the leanest up, no probe).
+
+``--against FILE`` takes (a) from an earlier run's ``--json`` instead of running it again (the
+budgets of (g) and (h) and every comparison use that round's (a)).
 
 For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
 the training epochs of all trials), the command's wall time, the leanest feasible model
@@ -73,7 +77,9 @@ VARIANTS = {
     "e": ["search.early_stopping=none", "search.sampler=random"],
     "f": [GRID, "finetune_prunings=leanest_first"],
     "g": [GRID, "finetune_prunings=leanest_first", "search.trials=16"],  # + the budget: half of (a)'s
+    "h": [GRID, "finetune_prunings=leanest_up", "search.trials=16"],  # + the budget: half of (a)'s
 }
+HALF_BUDGET = ("g", "h")
 CONCURRENT = 2  # the demo's search.max_concurrent
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
@@ -172,7 +178,7 @@ def report(results: dict, variants: list[str]) -> None:
         for variant in variants:
             runs = list(by_variant[variant].values())
             print(f"| {variant} | " + " | ".join(_spread([r[name] for r in runs], fmt) for name, fmt in columns) + " |")
-        for other in [v for v in ("d", "f", "g") if v in by_variant and "a" in by_variant]:
+        for other in [v for v in ("d", "f", *HALF_BUDGET) if v in by_variant and "a" in by_variant]:
             for seed in sorted(by_variant[other]):
                 a, d = by_variant["a"][seed], by_variant[other][seed]
                 if a["leanest_macs"] is None and d["leanest_macs"] is None:
@@ -204,11 +210,21 @@ def main() -> None:
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--cache", help="teacher cache to use and keep (default: a temporary one)")
     parser.add_argument("--keep", help="keep every search's folder here (default: a temporary folder)")
+    parser.add_argument("--against", help="(a)'s measurements from an earlier --json, instead of running (a)")
     args = parser.parse_args()
-    if "g" in args.variants and "a" not in args.variants:
-        parser.error("variant g is given half of variant a's epochs: run a too")
+    earlier = json.loads(Path(args.against).read_text()) if args.against else None
+    if earlier is not None:
+        missing = [f"{t} seed {s}" for t in args.tasks for s in args.seeds if str(s) not in earlier.get(t, {}).get("a", {})]
+        if missing:
+            parser.error(f"{args.against} has no (a) for {', '.join(missing)}")
+        args.variants = [v for v in args.variants if v != "a"]
+    elif any(v in args.variants for v in HALF_BUDGET) and "a" not in args.variants:
+        parser.error("variants g and h are given half of variant a's epochs: run a too, or give --against")
     sets = DEFAULT_SETS if args.sets is None else args.sets
     results: dict = {task: {v: {} for v in args.variants} for task in args.tasks}
+    if earlier is not None:  # JSON keys are strings: the seeds become ints again
+        for task in args.tasks:
+            results[task]["a"] = {int(s): m for s, m in earlier[task]["a"].items() if int(s) in args.seeds}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(args.keep or folder)
         root.mkdir(parents=True, exist_ok=True)
@@ -220,13 +236,13 @@ def main() -> None:
             for task in args.tasks:
                 shift = round_ % len(args.variants)
                 order = args.variants[shift:] + args.variants[:shift]
-                if "g" in order:  # after (a), whose epochs set its budget
-                    order.remove("g")
-                    order.insert(order.index("a") + 1, "g")
+                for half in [v for v in HALF_BUDGET if v in order and "a" in order]:  # after (a), whose
+                    order.remove(half)  # epochs set their budget
+                    order.insert(order.index("a") + 1, half)
                 for variant in order:
                     out = root / f"{task}-{variant}-{seed}"
                     budget = ([f"search.budget_epochs={int(results[task]['a'][seed]['epochs']) // 2 - CONCURRENT}"]
-                              if variant == "g" else [])
+                              if variant in HALF_BUDGET else [])
                     wall = run_search(DEMO, out, cache, [*TASKS[task], *sets, *VARIANTS[variant], *budget,
                                                             f"search.seed={seed}"])
                     results[task][variant][seed] = measure(out, wall)
@@ -234,7 +250,7 @@ def main() -> None:
                              if k not in ("timelines", "feasible_models")}
                     print(f"[{task} {variant} seed {seed}] {json.dumps(brief)}", file=sys.stderr, flush=True)
     add_anytime(results)
-    report(results, args.variants)
+    report(results, (["a"] if earlier is not None else []) + args.variants)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

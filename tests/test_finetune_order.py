@@ -8,10 +8,10 @@ import math
 from raytailor.nettailor.finetune_order import LeanestFirst
 
 
-def walk(costs, accuracy, target, bounds=None):
+def walk(costs, accuracy, target, bounds=None, probe=True):
     """The positions fine-tuned, in order, when pruning p fine-tunes to ``accuracy[p]``."""
     bounds = iter(bounds) if bounds is not None else itertools.repeat(math.inf)
-    order = LeanestFirst(costs, bound=lambda: next(bounds))
+    order = LeanestFirst(costs, bound=lambda: next(bounds), probe=probe)
     tried = []
     while (position := order.next()) is not None:
         tried.append(position)
@@ -63,3 +63,17 @@ def test_nothing_costlier_than_the_bound_is_fine_tuned_past_the_leanest():
     assert walk(costs, accuracy, target=65, bounds=[0.0] * 5) == [0]
     # equal costs: the lower position first
     assert walk([2.0, 1.0, 1.0], [99, 99, 99], target=90) == [1]
+
+
+def test_without_the_probe_the_walk_finds_the_leanest_that_reaches_the_target_whatever_the_accuracies():
+    """leanest_up: from the leanest up to the first that reaches the target (j fine-tunes; n when
+    none does), also where accuracy falls as the cost grows (a probe would end the walk early)."""
+    costs = [1.0, 2.0, 3.0, 4.0]
+    assert walk(costs, [50, 95, 70, 80], target=90, probe=False) == [0, 1]  # the probe would miss it
+    assert walk(costs, [50, 95, 70, 80], target=90) == [0, 3]
+    assert walk(costs, [50, 60, 70, 80], target=90, probe=False) == [0, 1, 2, 3]  # none: every one
+    for accuracy in itertools.permutations([50, 60, 70, 95]):
+        tried = walk(costs, list(accuracy), target=90, probe=False)
+        assert tried == list(range(accuracy.index(95) + 1))
+    # the bound still leaves out what costs more than a feasible model the search holds
+    assert walk(costs, [50, 60, 70, 95], target=90, bounds=[2.5] * 4, probe=False) == [0, 1]

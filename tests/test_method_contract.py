@@ -144,7 +144,10 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
     assert lean.skipped == len(measured) - 2
     lean, kept = run("leanest_first", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: 0.0))
     assert [macs for macs, _ in kept.values()] == [costs[0]] and lean.skipped == len(measured) - 1
-    with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first"):
+    # leanest_up, the same target: the walk from the leanest up, no probe, under the same bound
+    lean, kept = run("leanest_up", Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: costs[2]))
+    assert sorted(macs for macs, _ in kept.values()) == costs[:3] and lean.skipped == len(measured) - 3
+    with pytest.raises(ValueError, match="finetune_prunings must be one of all, leanest_first, leanest_up"):
         NetTailorConfig(finetune_prunings="some")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-FINETUNE_PRUNINGS = ("all", "leanest_first")
+FINETUNE_PRUNINGS = ("all", "leanest_first", "leanest_up")
 STUDENT_CLASSIFIERS = ("teacher", "fresh")
 
 
@@ -28,10 +28,11 @@ class NetTailorConfig:
     # distinct pruning is fine-tuned and is a sub-model. Empty: the one (theta, blocks_removed).
     prune_thetas: list[float] = field(default_factory=list)
     prune_blocks: list[int] = field(default_factory=list)
-    # Which prunings are fine-tuned: "all", or "leanest_first": from the leanest up, until one
-    # reaches the accuracy target (each left out costs more: it could not be the run's choice,
-    # only a more accurate point), probing the costliest after the first miss
-    # (``finetune_order.py``). The run's own (theta, K) is fine-tuned only if reached.
+    # Which prunings are fine-tuned: "all"; "leanest_up": from the leanest up, until one reaches
+    # the accuracy target (each left out costs more: it could not be the run's choice, only a
+    # more accurate point); "leanest_first": the same, probing the costliest after the first miss
+    # and ending if it misses too (``finetune_order.py``). The run's own (theta, K) is fine-tuned
+    # only if reached.
     finetune_prunings: str = "all"
     # the student's classifier starts as the "teacher"'s (our default) or "fresh" (the public
     # NetTailor code: the new task's classifier, newly initialised)

@@ -44,11 +44,11 @@ class Pruning:
 @dataclass
 class NetTailorOutcome:
     prunings: list[Pruning]       # one per distinct set of surviving paths fine-tuned, in that order:
-    #                               the run's own (theta, K) first (leanest_first: the leanest first)
+    #                               the run's own (theta, K) first (leanest_first/_up: the leanest first)
     attention: dict[str, float]   # student attention per path before pruning
     duplicates: int = 0           # grid points whose survivors an earlier pruning already had
     empty: int = 0                # grid points that left no path to the classifier
-    skipped: int = 0              # distinct prunings not fine-tuned (leanest_first, or cut short)
+    skipped: int = 0              # distinct prunings not fine-tuned (leanest_first/_up, or cut short)
     cut_short: bool = False       # ended with the prunings it had when ``goal.go_on`` said no
 
     @property
@@ -174,7 +174,8 @@ def run_nettailor(
     on_epoch: EpochCallback | None = None, verbose: bool = True, goal: Goal | None = None,
 ) -> NetTailorOutcome:
     """Train one student, then prune it with every (theta, K) of ``pruning_grid`` and fine-tune
-    each distinct pruning. With ``finetune_prunings: leanest_first`` and a ``goal``, only the
+    each distinct pruning. With ``finetune_prunings: leanest_first`` (or ``leanest_up``, without the
+    probe) and a ``goal``, only the
     prunings that could be the run's choice are fine-tuned, in the order of ``LeanestFirst``:
     from the leanest up to the first that reaches the target, nothing costlier than
     ``goal.leaner_than`` past the leanest, and after the first miss the costliest still of use
@@ -188,13 +189,13 @@ def run_nettailor(
     student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size,
                             classifier=config.student_classifier)
     costs = PathCosts.measure(student)
-    leanest_first = config.finetune_prunings == "leanest_first" and goal is not None
+    by_cost = config.finetune_prunings in ("leanest_first", "leanest_up") and goal is not None
 
     def student_estimate(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         # what the run would produce from here (raytailor.methods)
         if on_epoch is None:
             return
-        if leanest_first:
+        if by_cost:
             # its best case: the leanest pruning of the grid, as accurate as the dense student is
             # now (a fine-tuned pruning may end above that; early stopping learns by how much
             # from the trials that finished)
@@ -234,9 +235,10 @@ def run_nettailor(
         distinct.append((theta, blocks_removed, survivors))
     if not distinct:
         raise failure
-    if leanest_first:
+    if by_cost:
         order = LeanestFirst([costs.of(survivors)[f"projected_{goal.cost}"] for *_, survivors in distinct],
-                             bound=goal.leaner_than or (lambda: math.inf))
+                             bound=goal.leaner_than or (lambda: math.inf),
+                             probe=config.finetune_prunings == "leanest_first")
         rank = {position: r for r, position in enumerate(order.order)}
         positions = iter(order.next, None)
     else:
@@ -251,13 +253,13 @@ def run_nettailor(
             blocks = sum(p.kind == "block" for p in survivors)
             print(f"[prune] theta {theta:g}, K {blocks_removed}: kept {blocks}/{student.num_nodes} blocks and "
                   f"{len(survivors) - blocks}/{len(student.proxies)} proxies", file=sys.stderr, flush=True)
-        # a stage's name says which pruning it fine-tunes (leanest_first: its rank by cost), so a
+        # a stage's name says which pruning it fine-tunes (in cost order: its rank by cost), so a
         # trial started again on its stage checkpoints never loads one pruning's into another
-        k = rank[position] if leanest_first else len(outcome.prunings)
+        k = rank[position] if by_cost else len(outcome.prunings)
         if config.finetune_epochs > 0:
-            # the run's own pruning continues the student's estimates (leanest_first: no
+            # the run's own pruning continues the student's estimates (in cost order: no
             # estimate past the student, the pruning the run ends with is not known yet)
-            report = _with_costs(on_epoch, costs.of(survivors)) if k == 0 and not leanest_first else on_epoch
+            report = _with_costs(on_epoch, costs.of(survivors)) if k == 0 and not by_cost else on_epoch
             stage = "finetune" if k == 0 else f"finetune_{k}"
             try:
                 train_paths(
@@ -271,7 +273,7 @@ def run_nettailor(
                 outcome.cut_short = True
                 break
         tailored.eval()
-        if leanest_first:
+        if by_cost:
             order.reached(position, meets_target(_fp32_accuracy(tailored, val_loader), goal.accuracy_target))
         outcome.prunings.append(Pruning(theta, blocks_removed, survivors, tailored))
     outcome.skipped = len(distinct) - len(outcome.prunings)
