@@ -283,6 +283,11 @@ def test_a_spent_budget_ends_the_running_trial_with_what_it_has_starts_no_other_
     (folder,) = [p for p in (out / "trials").iterdir() if cut["trial_id"] in p.name]
     final = json.loads((folder / "result.json").read_text().splitlines()[-1])
     assert final["cut_short"] is True and final["finished"] is True
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert any(tag.startswith("budget/cut_short") for tag in events.Tags()["tensors"])  # TensorBoard says why
     summary = json.loads((out / "summary.json").read_text())
     spent = 6 + cut["trained_epochs"]
     assert (summary["trained_epochs"], summary["budget_epochs"], summary["budget_spent"]) == (spent, 10, True)

@@ -42,7 +42,8 @@ class SubmodelsToStudy(tune.Callback):
 
 class StoppedToTensorBoard(tune.Callback):
     """When early stopping or the budget ends a trial, put where and why into that trial's
-    TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text.
+    TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text; for
+    a trial the spent budget ended with the models it had ready, the text ``budget/cut_short``.
     ``folder``: the search's (task's) folder, which holds the records of both."""
 
     def __init__(self, *, folder: Path) -> None:
@@ -51,10 +52,17 @@ class StoppedToTensorBoard(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from raytailor.search.results import stopped_in
+        from raytailor.search.results import CUT_SHORT, stopped_in
+        from raytailor.search.trainable import EPOCHS
 
+        if not trial.local_path:
+            return
         stop = stopped_in(self.folder).get(trial.trial_id)
-        if stop is None or not trial.local_path:
+        last = getattr(trial, "last_result", None) or {}
+        if stop is None and last.get("cut_short"):
+            with SummaryWriter(trial.local_path, filename_suffix=".budget") as writer:
+                writer.add_text("budget/cut_short", CUT_SHORT, global_step=int(last.get(EPOCHS, 0)))
+        if stop is None:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:
             writer.add_scalar("early_stopping/stopped_at_epoch", stop.epochs, global_step=stop.epochs)
