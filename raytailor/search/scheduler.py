@@ -16,9 +16,9 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from raytailor.methods import CANDIDATES_READY
 from raytailor.search.budget import EpochBudget
 from raytailor.search.early_stopping import EarlyStopping
-from raytailor.methods import CANDIDATES_READY
 from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, RESTORED_EPOCHS, is_finished
 
 
