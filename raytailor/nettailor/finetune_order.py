@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 class LeanestFirst:
     """``next()`` names the position (in ``costs``) of the pruning to fine-tune next, None when
     no other is of use; ``reached(position, met)`` says how its fine-tune ended. Among equal
-    costs, the lower position goes first. ``probe`` False: the walk alone (``leanest_up``). ``bound`` is read once per ``next()`` past the first
-    (the leanest is always fine-tuned, so the run yields a model)."""
+    costs, the lower position goes first. ``probe`` False: the walk alone (``leanest_up``).
+    ``bound`` is read once per ``next()`` past the first (the leanest is always fine-tuned, so
+    the run yields a model)."""
 
     def __init__(self, costs: Sequence[float], bound: Callable[[], float] = lambda: math.inf, *,
                  probe: bool = True) -> None:

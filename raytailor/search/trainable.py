@@ -151,7 +151,9 @@ def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: Shar
             run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
                              accuracy_target=shared.accuracy_target,
                              leaner_than=None if bulletin is None else bulletin.least,
-                             go_on=None if bulletin is None else bulletin.go_on)
+                             # only a budget posts "spent": without one, no trial asks
+                             go_on=None if bulletin is None or shared.spec.search.budget_epochs is None
+                             else bulletin.go_on)
     except RaytailorError as error:
         # it failed by itself (pruning cut every path, the loss diverged): the same values would
         # fail again, so it ends here with its reason, never retried (search.max_failures
