@@ -8,12 +8,15 @@ concurrent slots. Two ratios per search:
 - command wall time / ideal: the whole ``raytailor search`` command (imports, Ray start,
   preparing the shared task, shutdown).
 
-Both variants run the same spec as separate commands, interleaved (reuse, fresh, fresh, reuse,
+The variants run the same spec as separate commands, interleaved (reuse, fresh, fresh, reuse,
 ...), sharing one teacher cache that a warm-up run fills first. Prints the median and range of
-each ratio over the rounds.
+each ratio over the rounds. ``--before TREE`` adds the variant "before": the default search
+(workers reused) run by the raytailor of another source tree, e.g. an earlier commit's
+(``git archive COMMIT | tar -x -C TREE``), so that a change is measured against the code
+before it in the same rounds.
 
     .venv/bin/python benchmarks/search_overhead.py [--rounds 3] [--variants reuse fresh]
-        [--set student_epochs=3 ...]
+        [--before TREE] [--set student_epochs=3 ...]
 """
 
 from __future__ import annotations
@@ -49,21 +52,27 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE")
     parser.add_argument("--variants", nargs="+", choices=["reuse", "fresh"], default=["reuse", "fresh"],
                         help="reuse: workers reused (the default search); fresh: a new worker per trial")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="also run the default search with the raytailor of this source tree")
     args = parser.parse_args()
+    if args.before is not None and not (args.before / "raytailor" / "cli.py").is_file():
+        raise SystemExit(f"--before {args.before}: no raytailor/cli.py there")
+    variants = [*args.variants, *(["before"] if args.before is not None else [])]
     sets = DEFAULT_SETS if args.sets is None else args.sets
     import yaml
 
     slots = yaml.safe_load(Path(args.spec).read_text())["search"]["max_concurrent"]
-    ratios: dict[str, dict[str, list[float]]] = {v: {"span": [], "command": []} for v in args.variants}
+    ratios: dict[str, dict[str, list[float]]] = {v: {"span": [], "command": []} for v in variants}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         run_search(Path(args.spec), root / "warmup", root / "cache", [*sets, "search.trials=2"])  # the teacher
         for round_ in range(args.rounds):
-            order = args.variants if round_ % 2 == 0 else args.variants[::-1]
+            order = variants if round_ % 2 == 0 else variants[::-1]
             for variant in order:
                 out = root / f"{variant}-{round_}"
-                flag = f"search.reuse_workers={'true' if variant == 'reuse' else 'false'}"
-                wall = run_search(Path(args.spec), out, root / "cache", [*sets, flag])
+                flag = f"search.reuse_workers={'false' if variant == 'fresh' else 'true'}"
+                wall = run_search(Path(args.spec).resolve(), out, root / "cache", [*sets, flag],
+                                  tree=args.before.resolve() if variant == "before" else None)
                 compute, span = trial_times(out)
                 ideal = compute / slots
                 ratios[variant]["span"].append(span / ideal)

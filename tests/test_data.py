@@ -63,6 +63,20 @@ def test_digits_shapes_sizes_and_classes(digits: Splits) -> None:
     assert digits.std[0] == pytest.approx(expected.std(unbiased=False).item(), rel=1e-6)
 
 
+def test_digits_read_from_the_shipped_file_are_scikit_learns_and_its_loader_is_the_fallback(monkeypatch) -> None:
+    from sklearn.datasets import load_digits
+
+    import raytailor.data.digits as digits_module
+
+    bunch = load_digits()
+    pixels, labels = digits_module._digits_arrays()
+    assert np.array_equal(pixels, bunch.images) and np.array_equal(labels, bunch.target)
+    # scikit-learn moving its file: the search still reads the digits, through the loader
+    monkeypatch.setattr(digits_module.importlib.util, "find_spec", lambda name: None)
+    pixels, labels = digits_module._digits_arrays()
+    assert np.array_equal(pixels, bunch.images) and np.array_equal(labels, bunch.target)
+
+
 def test_splits_are_stratified(digits: Splits) -> None:
     for split in (digits.train, digits.val, digits.test):
         counts = torch.bincount(split.labels, minlength=10)
