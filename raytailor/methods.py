@@ -49,6 +49,11 @@ PROJECTED_COSTS = ("macs", "params", "task_params")
 # budget is spent lets it, where it stops any other run and loses what it trained.
 CANDIDATES_READY = "candidates_ready"
 
+# A run's final metrics hold ``cut_short``: True when it ended with the candidates it had ready
+# because ``Goal.go_on`` said no (``MethodOutcome.cut_short``); the search's tables say so as
+# the trial's reason.
+CUT_SHORT = "cut_short"
+
 
 def estimate_of(metrics: dict[str, float]) -> dict[str, float] | None:
     """``{"val_accuracy", "macs", "params", "task_params"}`` of an estimate report, else None."""

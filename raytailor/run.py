@@ -151,7 +151,7 @@ def run_method(
     for those objectives, nor can an infeasible one. ``leaner_than``: the cost (the spec's
     ``leanest_cost``) a sub-model must not exceed to be of use; ``go_on``: whether the method may
     train sub-models past those it has ready (both ``methods.Goal``)."""
-    from raytailor.methods import SUBMODELS_STAGE, Goal, get_method
+    from raytailor.methods import CUT_SHORT, SUBMODELS_STAGE, Goal, get_method
     from raytailor.pareto import leanest, leanest_cost, mark_front, meets_target
 
     spec = prepared.spec
@@ -190,7 +190,7 @@ def run_method(
         chosen = runs[pick["submodel"]] if pick else max(runs, key=lambda r: r.metrics["val_accuracy"])
     records = [{**r.metrics, "kept": row["on_front"] or r is chosen} for r, row in zip(runs, rows)]
     chosen.metrics = {**chosen.metrics, **outcome.details, "chosen_submodel": chosen.metrics["submodel"],
-                      "cut_short": outcome.cut_short, "submodels": records}
+                      CUT_SHORT: outcome.cut_short, "submodels": records}
     chosen.submodels = [r for r, record in zip(runs, records) if record["kept"] and r is not chosen]
     chosen.model = loaded(chosen.model).to(prepared.device)
     return chosen

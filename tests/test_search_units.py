@@ -223,15 +223,15 @@ def test_a_trial_the_budget_cut_short_is_a_finished_trial_whose_reason_says_so()
     reason; the same report without ``cut_short`` has no reason, and a stopped trial keeps the
     stop's reason even if its last report said cut_short (it never finished)."""
     from raytailor.search.early_stopping import Stop
-    from raytailor.search.results import CUT_SHORT
+    from raytailor.search.results import CUT_SHORT_REASON
 
     spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
                        "data": {"dataset": "digits"}})
     last = {"finished": True, "cut_short": True, "epochs": 14, "val_accuracy": 96.5, "test_accuracy": 95.0,
             "macs": 4e6, "params": 1e5, "task_params": 1e4, "feasible": True}
     row = trial_row("t", {}, last, None, spec)
-    assert (row["status"], row["reason"], row["trained_epochs"]) == ("TERMINATED", CUT_SHORT, 14)
-    assert row["feasible"] and row["val_accuracy"] == 96.5 and "budget" in CUT_SHORT
+    assert (row["status"], row["reason"], row["trained_epochs"]) == ("TERMINATED", CUT_SHORT_REASON, 14)
+    assert row["feasible"] and row["val_accuracy"] == 96.5 and "budget" in CUT_SHORT_REASON
     assert trial_row("t", {}, {**last, "cut_short": False}, None, spec)["reason"] is None
     stop = Stop(rung=0, epochs=14, reason="stopped at epoch 14: the search's budget of 40 training epochs was spent")
     stopped = trial_row("t", {}, {"epochs": 14, "cut_short": True}, None, spec, stop=stop)

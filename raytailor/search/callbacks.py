@@ -52,16 +52,17 @@ class StoppedToTensorBoard(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from raytailor.search.results import CUT_SHORT, stopped_in
+        from raytailor.methods import CUT_SHORT
+        from raytailor.search.results import CUT_SHORT_REASON, stopped_in
         from raytailor.search.trainable import EPOCHS
 
         if not trial.local_path:
             return
         stop = stopped_in(self.folder).get(trial.trial_id)
         last = getattr(trial, "last_result", None) or {}
-        if stop is None and last.get("cut_short"):
+        if stop is None and last.get(CUT_SHORT):
             with SummaryWriter(trial.local_path, filename_suffix=".budget") as writer:
-                writer.add_text("budget/cut_short", CUT_SHORT, global_step=int(last.get(EPOCHS, 0)))
+                writer.add_text("budget/cut_short", CUT_SHORT_REASON, global_step=int(last.get(EPOCHS, 0)))
         if stop is None:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:

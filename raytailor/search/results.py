@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from raytailor.front_plot import plot_front
+from raytailor.methods import CUT_SHORT
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
 from raytailor.search.budget import BUDGET_FILE, EpochBudget
@@ -37,7 +38,7 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
     return types
 
 
-CUT_SHORT = "ended with the sub-models it had ready: the search's budget was spent"
+CUT_SHORT_REASON = "ended with the sub-models it had ready: the search's budget was spent"
 
 
 def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | None, spec: Spec,
@@ -51,9 +52,9 @@ def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | No
     done = is_finished(metrics) and not failed  # a final report wins over failures Tune retried
     stopped = stop is not None and not done and not error and not failed
     status = "TERMINATED" if done else "ERROR" if error or failed else STOPPED_STATUS if stopped else "INTERRUPTED"
-    cut_short = done and metrics.get("cut_short")  # ``methods.MethodOutcome.cut_short``
+    cut_short = done and metrics.get(CUT_SHORT)
     row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
-           "reason": stop.reason if stopped else CUT_SHORT if cut_short else failed or error_reason(error),
+           "reason": stop.reason if stopped else CUT_SHORT_REASON if cut_short else failed or error_reason(error),
            "trained_epochs": metrics.get(EPOCHS)}
     row |= {name: config.get(name) for name in spec.space}
     values = metrics if done else stop.estimate if stopped else {}
@@ -204,7 +205,7 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
                "unfinished": 0 if spent else spec.search.trials - sum(
                    r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS) for r in trials),
-               "cut_short": sum(r["reason"] == CUT_SHORT for r in trials),
+               "cut_short": sum(r["reason"] == CUT_SHORT_REASON for r in trials),
                "trained_epochs": trained, "budget_epochs": budget, "budget_spent": spent,
                "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,
