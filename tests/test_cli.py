@@ -368,6 +368,36 @@ def test_a_bad_folder_or_value_is_one_line_exit_2_and_writes_nothing(tmp_path, c
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
+def test_the_console_command_ends_with_mains_code_its_whole_output_threads_joined_and_exit_handlers_run(tmp_path):
+    """``cli.run`` skips only the interpreter's native teardown: what a Python exit does still
+    happens before the process ends."""
+    script = (
+        "import atexit, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from raytailor import cli\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        "marker = Path(sys.argv[1])\n"
+        "def late(): time.sleep(0.5); marker.write_text('written')\n"
+        "threading.Thread(target=late).start()\n"
+        "sys.argv = ['raytailor', *sys.argv[2:]]\n"
+        "cli.run()\n"
+        "print('never here')\n"
+    )
+    marker = tmp_path / "thread.txt"
+    describe = ["describe", "--backbone", "resnet20", "--num-classes", "3", "--image-size", "32", "--json"]
+    done = subprocess.run([sys.executable, "-c", script, str(marker), *describe], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listing, handler = done.stdout.rsplit("\n", 2)[:2]
+    assert json.loads(listing)["backbone"] == "resnet20" and handler == "exit handler ran"
+    assert marker.read_text() == "written" and "never here" not in done.stdout
+    marker.unlink()
+    done = subprocess.run([sys.executable, "-c", script, str(marker), *describe[:-1], "--set", "skips=-1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "skips must be >= 0" in done.stderr and marker.read_text() == "written"
+    assert done.stdout.strip() == "exit handler ran"
+
+
 def test_missing_spec_and_bad_flags_exit_2(tmp_path, capfd):
     done = _run_cli("tailor", str(tmp_path / "none.yaml"))  # the real entry point's exit code
     assert done.returncode == 2 and "does not exist" in done.stderr
