@@ -16,7 +16,7 @@ def walk(costs, accuracy, target, bounds=None, probe=True):
     while (position := order.next()) is not None:
         tried.append(position)
         order.reached(position, accuracy[position] >= target)
-    assert order.skipped == len(costs) - len(tried)
+    assert order.tried == tried
     return tried
 
 

@@ -66,8 +66,3 @@ class LeanestFirst:
             self.feasible_cost = min(self.feasible_cost, self.costs[position])
         elif self._probing:
             self._done = True  # the costliest of use misses: the leaner ones are not tried
-
-    @property
-    def skipped(self) -> int:
-        """Prunings not fine-tuned (so far)."""
-        return len(self.costs) - len(self.tried)
