@@ -58,28 +58,45 @@ def test_a_dominated_trial_in_the_best_fraction_is_kept():
 
 
 def test_a_trial_far_below_the_target_is_stopped_once_finished_trials_set_the_margin(tmp_path):
-    rules = _rules()
+    rules = _rules(reduction_factor=1.01)  # the front rule keeps every trial: this is the target rule
     rules.on_estimate("a", 1, _estimate(85.0, 1000))
     rules.on_estimate("b", 1, _estimate(84.0, 900))
     rules.on_finished("a", 88.0)                       # gained 3 points after epoch 1
-    # one finished trial is not enough (min_finished 2): the lean, weak trial goes on
-    assert rules.on_estimate("weak", 1, _estimate(70.0, 100)) is None
+    # one finished trial is not enough (min_finished 2): the weak trial goes on
+    assert rules.on_estimate("weak", 1, _estimate(70.0, 1100)) is None
     rules.on_finished("b", 86.0)                       # gained 2: the margin is 3 + 1 slack
     assert rules.margin(1) == pytest.approx(4.0)
-    stop = rules.on_estimate("weaker", 1, _estimate(85.5, 50))  # the leanest, but 85.5 + 4 < 90
+    stop = rules.on_estimate("weaker", 1, _estimate(85.5, 1050))  # 85.5 + 4 < 90
     assert stop is not None and "below the target 90.00%" in stop.reason
-    assert rules.on_estimate("close", 1, _estimate(86.5, 40)) is None  # 86.5 + 4 >= 90: may make it
+    assert rules.on_estimate("close", 1, _estimate(86.5, 1200)) is None  # 86.5 + 4 >= 90: may make it
+
+
+def test_a_lean_trial_is_judged_only_by_what_finished_trials_as_lean_gained():
+    """A leaner trial's estimate starts lower and gains more: costlier trials' gains do not
+    stop it."""
+    rules = _rules(min_finished=1, slack=0.0, reduction_factor=1.01)  # the target rule alone
+    rules.on_estimate("costly", 1, _estimate(85.0, 1000))
+    rules.on_finished("costly", 88.0)                  # gained 3
+    # far below, but leaner than every finished trial: nothing says what it may gain
+    assert rules.on_estimate("lean", 1, _estimate(60.0, 100)) is None
+    assert rules.margin(1, rules.rungs[1]["lean"]) is None and rules.margin(1) == pytest.approx(3.0)
+    stop = rules.on_estimate("costlier", 1, _estimate(80.0, 2000))  # judged by "costly": 80 + 3 < 90
+    assert stop is not None and "below the target" in stop.reason
+    rules.on_finished("lean", 92.0)                    # gained 32
+    assert rules.on_estimate("middle", 1, _estimate(65.0, 500)) is None  # as lean: "lean" only, 65 + 32
+    stop = rules.on_estimate("costliest", 1, _estimate(50.0, 3000))     # both count: 50 + 32 < 90
+    assert stop is not None and "below the target" in stop.reason
 
 
 def test_losses_of_finished_trials_never_stop_a_trial_that_meets_the_target():
     """Pruning usually costs a student some accuracy, so gains may be negative; a trial at the
     target is still not "too far below" it."""
-    rules = _rules(min_finished=1, slack=0.0)
+    rules = _rules(min_finished=1, slack=0.0, reduction_factor=1.01)  # the target rule alone
     rules.on_estimate("a", 1, _estimate(99.0, 1000))
     rules.on_finished("a", 95.0)  # lost 4 points after epoch 1
     assert rules.margin(1) == 0.0
-    assert rules.on_estimate("at-target", 1, _estimate(90.0, 10)) is None
-    assert rules.on_estimate("below", 1, _estimate(89.9, 5)) is not None
+    assert rules.on_estimate("at-target", 1, _estimate(90.0, 2000)) is None
+    assert rules.on_estimate("below", 1, _estimate(89.9, 3000)) is not None
 
 
 def test_a_restarted_trial_is_judged_again_and_decisions_survive_a_new_process(tmp_path):
@@ -141,8 +158,9 @@ def test_scheduler_stops_on_estimates_only_and_learns_from_final_reports(tmp_pat
     # pickled with the experiment: the decisions come back from the record file, not the pickle
     clone = pickle.loads(pickle.dumps(scheduler))
     assert clone._rules is None and set(clone.rules.stopped) == {"second"}
-    # margin learned from "first" (gained 1 point): 88 + 1 < 90
-    assert clone.on_trial_result(None, third, estimate_report(1, 88.0, 10)) == TrialScheduler.STOP
+    # margin learned from "first" (gained 1 point), as lean as "third": 88 + 1 < 90
+    assert clone.on_trial_result(None, third, estimate_report(1, 88.0, 1500)) == TrialScheduler.STOP
+    assert "below the target" in clone.rules.stopped["third"].reason
 
 
 def test_a_stopped_trial_is_pruned_in_the_journal_and_stopped_in_the_tables(tmp_path):

@@ -5,10 +5,16 @@ A trial is judged at *rungs*, after ``grace_epochs * reduction_factor**i`` train
 *estimate* (``raytailor.methods``): validation accuracy so far and the costs of the model it
 would produce. At a rung, a trial is stopped when
 
-1. **it cannot become feasible**: its accuracy plus the largest gain any finished trial made
-   from that rung to its best sub-model (0 if none gained), plus ``slack`` points, is still
-   below the accuracy target. The margin is learned from trials that finished: no trial is stopped this way
-   before ``min_finished`` of them have a record at that rung; or
+1. **it cannot become feasible**: its accuracy plus the largest gain a finished trial as lean
+   as it or leaner made from that rung to its best sub-model (0 if none gained), plus ``slack``
+   points, is still below the accuracy target. The margin is learned from trials that
+   finished, and only from those whose estimate at that rung cost no more than the judged
+   one's on every cost: a leaner trial's estimate starts lower (its pruning takes more paths
+   from an attention still training) and it gains more in its fine-tune, so what costlier
+   trials gained says little of it (replayed on the demo's searches, the margin learned from
+   every finished trial stopped the search's leanest feasible model in 3 of 4;
+   ``benchmarks/early_stopping_replay.py``). No trial is stopped this way before
+   ``min_finished`` of those have a record at that rung; or
 2. **it cannot reach the front**: among every estimate recorded at that rung (this search's
    trials, stopped ones too), at least one dominates it on (accuracy, the spec's costs), and it
    is not in the best ``1 / reduction_factor`` of them by non-dominated rank. A trial that
@@ -79,10 +85,13 @@ class EarlyStopping:
             rung = following
         return rung
 
-    def margin(self, rung: int) -> float | None:
-        """Accuracy points a trial at ``rung`` may still gain, learned from finished trials
-        (None while fewer than ``min_finished`` finished trials passed that rung)."""
-        gains = [best - self.rungs[rung][t].accuracy for t, best in self.finished.items() if t in self.rungs.get(rung, {})]
+    def margin(self, rung: int, point: Point | None = None) -> float | None:
+        """Accuracy points a trial at ``rung`` with the estimate ``point`` may still gain, learned
+        from the finished trials as lean as it or leaner there (``point`` None: from every
+        finished trial); None while fewer than ``min_finished`` of those passed that rung."""
+        points = self.rungs.get(rung, {})
+        gains = [best - points[t].accuracy for t, best in self.finished.items() if t in points
+                 and (point is None or all(c <= own for c, own in zip(points[t].costs, point.costs)))]
         if len(gains) < max(1, self.min_finished):
             return None
         return max(0.0, *gains) + self.slack  # a trial at or above the target is never "below" it
@@ -132,7 +141,7 @@ class EarlyStopping:
         self._save()
 
     def _judge(self, trial: str, rung: int, point: Point) -> Stop | None:
-        margin = self.margin(rung)
+        margin = self.margin(rung, point)
         if margin is not None and point.accuracy + margin < self.accuracy_target:
             return Stop(rung, point.epochs, (
                 f"stopped at epoch {point.epochs}: val accuracy {point.accuracy:.2f}% is "
@@ -140,7 +149,7 @@ class EarlyStopping:
                 f"more than finished trials gained from this epoch on ({margin - self.slack:.2f}) "
                 f"+ {self.slack:g} points slack"))  # gains below 0 count as 0
         others = {t: p for t, p in self.rungs[rung].items() if t != trial and (
-            margin is None or p.accuracy + margin >= self.accuracy_target)}
+            (own := self.margin(rung, p)) is None or p.accuracy + own >= self.accuracy_target)}
         if not others:
             return None
         ids = [trial, *others]
