@@ -82,6 +82,8 @@ def test_a_lean_trial_is_judged_only_by_what_finished_trials_as_lean_gained():
     assert rules.margin(1, rules.rungs[1]["lean"]) is None and rules.margin(1) == pytest.approx(3.0)
     stop = rules.on_estimate("costlier", 1, _estimate(80.0, 2000))  # judged by "costly": 80 + 3 < 90
     assert stop is not None and "below the target" in stop.reason
+    stop = rules.on_estimate("as-costly", 1, _estimate(80.0, 1000))  # as lean counts: 80 + 3 < 90
+    assert stop is not None and "below the target" in stop.reason
     rules.on_finished("lean", 92.0)                    # gained 32
     assert rules.on_estimate("middle", 1, _estimate(65.0, 500)) is None  # as lean: "lean" only, 65 + 32
     stop = rules.on_estimate("costliest", 1, _estimate(50.0, 3000))     # both count: 50 + 32 < 90
