@@ -146,7 +146,7 @@ class EarlyStopping:
             return Stop(rung, point.epochs, (
                 f"stopped at epoch {point.epochs}: val accuracy {point.accuracy:.2f}% is "
                 f"{self.accuracy_target - point.accuracy:.2f} points below the target {self.accuracy_target:.2f}%, "
-                f"more than finished trials gained from this epoch on ({margin - self.slack:.2f}) "
+                f"more than finished trials as lean gained from this epoch on ({margin - self.slack:.2f}) "
                 f"+ {self.slack:g} points slack"))  # gains below 0 count as 0
         others = {t: p for t, p in self.rungs[rung].items() if t != trial and (
             (own := self.margin(rung, p)) is None or p.accuracy + own >= self.accuracy_target)}
