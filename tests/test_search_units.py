@@ -284,6 +284,41 @@ def test_trial_tensorboard_names_what_the_trial_reported_and_keeps_integers(tmp_
     assert pickle.loads(pickle.dumps(board)).space == SPACE
 
 
+def test_a_kept_trial_whose_end_tensorboard_never_logged_gets_it_once(tmp_path):
+    """The driver interrupted between a trial's end (its final checkpoint, or its stop) and Tune's
+    callbacks: the resume writes the run's end (HParams and the metrics' scalars) once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from torch.utils.tensorboard import SummaryWriter
+
+    from raytailor.search.tensorboard import complete_trial_end
+
+    folder = tmp_path / "trial"
+    with SummaryWriter(str(folder)) as writer:  # what Tune logged before the interruption
+        writer.add_scalar("student/loss", 1.0, global_step=1)
+    last = {"val_accuracy": 91.0, "macs": 4e6, "params": 1e5, "task_params": 1e4, "test_accuracy": 90.0,
+            "feasible": True, "best_val_accuracy": 92.0, "epochs": 3, "finished": True}
+    params = {"skips": 2, "blocks_removed": 3, "theta": 0.05, "task": "four"}
+    assert complete_trial_end(folder, params, last, SPACE)
+    assert not complete_trial_end(folder, params, last, SPACE)  # once: the folder has it now
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val_accuracy")] == [(3, 91.0)]
+    keys = []
+    for data in events.PluginTagToContent("hparams").values():
+        parsed = plugin_data_pb2.HParamsPluginData.FromString(data)
+        if parsed.HasField("session_start_info"):
+            keys = sorted(parsed.session_start_info.hparams)
+    assert keys == ["blocks_removed", "skips", "task", "theta"]
+    # a stopped trial: its last estimate, never feasible (as the tables and a live search show it)
+    stopped = tmp_path / "stopped"
+    assert complete_trial_end(stopped, params, {"epochs": 2, "estimate/val_accuracy": 40.0, "estimate/macs": 5e6}, SPACE)
+    events = EventAccumulator(str(stopped))
+    events.Reload()
+    assert [e.value for e in events.Scalars("feasible")] == [0.0] and events.Scalars("val_accuracy")[0].value == 40.0
+
+
 def test_search_progress_says_where_each_trial_is_and_what_it_would_produce():
     import io
 

@@ -338,6 +338,7 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
             set_aside(record, experiment)
         if task.spec.search.stopping is not None and interrupted:
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
+        _complete_tensorboard(task, ended, asked, target)
         task.trials = max(task.spec.search.trials - len(ended), 0)
         task.spent_epochs, task.finished_epochs = budget_epochs_kept(ended)
         cost = leanest_cost(task.spec.objectives)
@@ -349,6 +350,20 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
         _run_trials(tasks, storage=experiment_storage(out_dir), verbose=verbose, restarts=restarts)
     remove_restarts(restarts)
     return _finish(out_dir, tasks, verbose)
+
+
+def _complete_tensorboard(task: SearchTask, ended: dict[str, TrialRecord], asked: dict, target: float) -> None:
+    """The end of every kept trial's TensorBoard run (its HParams) where the interruption came
+    between the trial's end and Tune logging it (a trial finished by its checkpoint, or stopped
+    by its record, with the driver gone). Trial folders on remote storage are left as they are."""
+    import pyarrow.fs
+
+    from raytailor.search.tensorboard import complete_trial_end
+
+    for record in ended.values():
+        if isinstance(record.filesystem, pyarrow.fs.LocalFileSystem):
+            config = record.config or _config_of(task.spec, asked.get(record.trial_id, {}), task.name)
+            complete_trial_end(Path(record.folder), config, final_metrics(record, target), task.spec.space)
 
 
 def _resume_plan(task: SearchTask, records: list[TrialRecord]

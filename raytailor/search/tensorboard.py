@@ -15,6 +15,7 @@ Replaces Tune's own TensorBoard logger (being a ``TBXLoggerCallback``, Tune adds
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
@@ -89,23 +90,42 @@ class TrialTensorBoard(TBXLoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is None:
             return
-        last = self._last.pop(trial, {})
-        metrics = hparam_metrics(last)
-        # the HParams table reads each metric's value from the scalar of that tag
-        step = int(last.get(EPOCHS) or 0)
-        for key, value in metrics.items():
-            if key != EPOCHS and math.isfinite(value):  # epochs: already a per-epoch scalar
-                writer.add_scalar(key, value, global_step=step)
-        params = {name: _shown(value) for name, value in (trial.evaluated_params or {}).items()
-                  if isinstance(value, (int, float, str, bool))}
-        if params:
-            from torch.utils.tensorboard.summary import hparams
-
-            domains = {k: [_shown(v) for v in values] for k, values in discrete_domains(self.space).items()
-                       if k in params}
-            for summary in hparams(params, metrics, hparam_domain_discrete=domains):
-                writer.file_writer.add_summary(summary)
+        write_trial_end(writer, trial.evaluated_params or {}, self._last.pop(trial, {}), self.space)
         writer.close()
 
     def __getstate__(self) -> dict:
         return {"space": self.space, "_writers": {}, "_last": {}}
+
+
+def write_trial_end(writer: Any, params: dict[str, Any], last: dict[str, Any], space: dict) -> None:
+    """The end of a trial's run: each HParams metric as a scalar of its tag (the HParams table
+    reads a metric's value from it) and the HParams summary of its sampled ``params``."""
+    metrics = hparam_metrics(last)
+    step = int(last.get(EPOCHS) or 0)
+    for key, value in metrics.items():
+        if key != EPOCHS and math.isfinite(value):  # epochs: already a per-epoch scalar
+            writer.add_scalar(key, value, global_step=step)
+    shown = {name: _shown(value) for name, value in params.items() if isinstance(value, (int, float, str, bool))}
+    if shown:
+        from torch.utils.tensorboard.summary import hparams
+
+        domains = {k: [_shown(v) for v in values] for k, values in discrete_domains(space).items() if k in shown}
+        for summary in hparams(shown, metrics, hparam_domain_discrete=domains):
+            writer.file_writer.add_summary(summary)
+
+
+_HPARAMS_PLUGIN = b"\n\x07hparams"  # how an events file names the HParams plugin (PluginData.plugin_name)
+
+
+def complete_trial_end(folder: Path, params: dict[str, Any], last: dict[str, Any], space: dict) -> bool:
+    """Write the end of a kept trial's run where the driver never logged it (it was stopped
+    between the trial's end and Tune's callbacks: a resume keeps the trial, finished by its
+    checkpoint or stopped by its record), in an events file of its own; False where the folder
+    already has it. ``folder``: the trial's local folder."""
+    if any(_HPARAMS_PLUGIN in events.read_bytes() for events in folder.glob("events.out.tfevents.*")):
+        return False
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(folder), filename_suffix=".resumed") as writer:
+        write_trial_end(writer, params, last, space)
+    return True
