@@ -18,7 +18,7 @@ from raytailor.search.budget import BUDGET_FILE, EpochBudget
 from raytailor.search.early_stopping import RECORD_FILE, Stop, stopped_trials
 from raytailor.search.location import TASK, experiment_path, task_of
 from raytailor.search.space import is_integer_range
-from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, FAILED, FINISHED, is_finished
+from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, FAILED, FINISHED, best_val_accuracy, is_finished
 from raytailor.search.trial_folders import TrialRecord, local_folder, read_trials
 from raytailor.spec import Spec
 from raytailor.trials_table import SUBMODELS_FILE, TRIALS_FILE, write_trials_table
@@ -146,10 +146,9 @@ def final_metrics(record: TrialRecord, accuracy_target: float) -> dict[str, Any]
     saved = record.saved_result()
     if not isinstance(saved.get("val_accuracy"), (int, float)):
         return metrics
-    best = max((r["val_accuracy"] for r in checkpoint_submodels(saved) or []), default=saved["val_accuracy"])
     return {**metrics, **{k: v for k, v in saved.items() if isinstance(v, (int, float, str, bool))},
-            "feasible": meets_target(saved["val_accuracy"], accuracy_target), BEST_VAL_ACCURACY: best,
-            FINISHED: True}
+            "feasible": meets_target(saved["val_accuracy"], accuracy_target),
+            BEST_VAL_ACCURACY: best_val_accuracy(checkpoint_submodels(saved), saved["val_accuracy"]), FINISHED: True}
 
 
 def checkpoint_submodels(saved: dict) -> list[dict] | None:

@@ -61,6 +61,12 @@ def sampled_submodel(metrics: dict[str, Any], values: dict[str, Any]) -> dict[st
     return (chosen or own or [None])[0]
 
 
+def best_val_accuracy(submodels: list[dict] | None, chosen: float) -> float:
+    """``BEST_VAL_ACCURACY``: the most accurate of a run's sub-models (``chosen``, the chosen
+    one's, where the run lists none)."""
+    return max((r["val_accuracy"] for r in submodels or []), default=chosen)
+
+
 def final_metrics(metrics: dict[str, Any], accuracy_target: float, values: dict[str, Any]) -> dict[str, Any]:
     """The trial's last report: its chosen sub-model's metrics (the tables, the console) and, as
     ``sampled/<metric>``, those of the sub-model of the sampled values (what Optuna is told)."""
@@ -71,7 +77,7 @@ def final_metrics(metrics: dict[str, Any], accuracy_target: float, values: dict[
     # list of sub-models stays in the checkpoint's result.json
     sampled = sampled_submodel(metrics, values)
     own = {f"{SAMPLED}/{k}": float("nan") if sampled is None else sampled[k] for k in OBJECTIVE_METRICS}
-    best = max((r["val_accuracy"] for r in metrics.get("submodels") or []), default=metrics["val_accuracy"])
+    best = best_val_accuracy(metrics.get("submodels"), metrics["val_accuracy"])
     return {**scalars, **own, "feasible": bool(feasible), BEST_VAL_ACCURACY: best, FINISHED: True,
             "done": True, "node_id": ray.get_runtime_context().get_node_id()}
 
