@@ -2,11 +2,11 @@
 
 Reads searches that ran every trial to its end (``search.early_stopping: none``, e.g. the (a)
 searches `search_efficiency.py --keep DIR` keeps) and feeds their trials' per-epoch estimates
-and ends, in the order they were reported, to the early-stopping rules the search would have
-used (``raytailor.search.early_stopping.EarlyStopping``, the spec's settings with
-``--grace``/``--reduction`` varied). Nothing is trained. For each setting: the trials it would
+and ends, in the order they were reported, to the early-stopping rules
+(``raytailor.search.early_stopping.EarlyStopping``, the default settings of
+``search.early_stopping`` with ``--grace``/``--reduction`` varied). Nothing is trained. For each setting: the trials it would
 have stopped, the training epochs that saves, the trials among them that ended feasible, and
-the searches whose leanest feasible model it would have lost. And, per rung of the spec's
+the searches whose leanest feasible model it would have lost. And, per rung of the default
 settings, how well a trial's estimate there ranks the validation accuracy it ended with
 (Spearman's rho over every trial of the searches given).
 
@@ -99,19 +99,23 @@ def spearman(x: list[float], y: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="search folders run without early stopping")
-    parser.add_argument("--grace", type=int, nargs="+", help="grace_epochs to replay (default: the spec's)")
-    parser.add_argument("--reduction", type=float, nargs="+", help="reduction_factor to replay (default: the spec's)")
+    parser.add_argument("--grace", type=int, nargs="+", help="grace_epochs to replay (default: search.early_stopping's, 2)")
+    parser.add_argument("--reduction", type=float, nargs="+",
+                        help="reduction_factor to replay (default: search.early_stopping's, 3)")
     args = parser.parse_args()
+    for folder in args.folders:
+        if not (folder / "spec.yaml").is_file() or not (folder / "teacher.json").is_file():
+            parser.error(f"{folder} is not a search folder (no spec.yaml or teacher.json)")
     searches = {folder: read_search(folder) for folder in args.folders}
-    defaults = EarlyStoppingSpec()
-    settings = [(g, r) for g in (args.grace or [defaults.grace_epochs])
-                for r in (args.reduction or [defaults.reduction_factor])]
+    defaults = dataclasses.asdict(EarlyStoppingSpec())
+    settings = [(g, r) for g in (args.grace or [defaults["grace_epochs"]])
+                for r in (args.reduction or [defaults["reduction_factor"]])]
     for grace, reduction in settings:
         stopped = saved_epochs = trained = lost_leanest = 0
         lost_feasible = {"target": 0, "front": 0}
+        replayed = {**defaults, "grace_epochs": grace, "reduction_factor": reduction}
         for trials, target, costs, leanest in searches.values():
-            settings_of = {**dataclasses.asdict(defaults), "grace_epochs": grace, "reduction_factor": reduction}
-            saved = replay(trials, EarlyStopping(costs=costs, accuracy_target=target, **settings_of))
+            saved = replay(trials, EarlyStopping(costs=costs, accuracy_target=target, **replayed))
             stopped += len(saved)
             saved_epochs += sum(epochs for epochs, _ in saved.values())
             trained += sum(t.end[1] if t.end else 0 for t in trials)
@@ -126,7 +130,7 @@ def main() -> None:
               f"{feasible} trials that ended feasible stopped ({lost_feasible['target']} as unable to reach the "
               f"target, {lost_feasible['front']} as dominated); the leanest feasible model lost in {lost_leanest} of "
               f"{with_leanest} searches")
-    rules = EarlyStopping(costs=[], accuracy_target=0.0)
+    rules = EarlyStopping(costs=[], accuracy_target=0.0, **defaults)  # the default rungs
     by_rung: dict[int, tuple[list[float], list[float]]] = {}
     for trials, *_ in searches.values():
         for trial in trials:
