@@ -46,7 +46,8 @@ PROJECTED_COSTS = ("macs", "params", "task_params")
 
 # A training report that holds ``candidates_ready`` (a count) comes from a run that has that many
 # candidates trained to their end and could end with them now (``Goal.go_on``): a search whose
-# budget is spent lets it, where it stops any other run and loses what it trained.
+# budget is spent, or whose early stopping would stop the run, lets it, where stopping it would
+# lose what it trained.
 CANDIDATES_READY = "candidates_ready"
 
 # A run's final metrics hold ``cut_short``: True when it ended with the candidates it had ready
@@ -79,7 +80,7 @@ class Goal:
     cost: str
     leaner_than: Callable[[], float] | None = None
     # whether the run may go on training candidates past those it has ready: a search whose
-    # budget is spent says no. A method that can end with its ready candidates asks before each
+    # budget is spent says no, and so does one whose early stopping would stop this run. A method that can end with its ready candidates asks before each
     # further one and after each of its epochs (``report_while_optional``), and ends with them.
     go_on: Callable[[], bool] | None = None
 
@@ -98,18 +99,22 @@ class EnoughCandidates(Exception):
 
 def report_while_optional(report: Report | None, ready: int, goal: Goal | None, *,
                           done_at: tuple[str, int]) -> Report | None:
-    """``report`` for the training of a candidate the run could end without, ``ready`` candidates
-    being done: each report says so (``CANDIDATES_READY``), and once it has gone out, raises
-    ``EnoughCandidates`` if ``goal`` says not to go on, except at ``done_at`` (stage, epoch), the
-    epoch that completes the candidate (the method asks ``goal.may_go_on`` before the next one).
-    Unchanged when ``ready`` is 0 (the first candidate is always trained: a run yields a model)."""
-    if ready == 0 or goal is None or goal.go_on is None:
+    """``report`` for the training of a candidate, ``ready`` candidates being done: each report
+    says how many the run could end with now (``CANDIDATES_READY``; at ``done_at``, the (stage,
+    epoch) that completes the candidate in training, that one too), and once a report has gone
+    out, raises ``EnoughCandidates`` if ``goal`` says not to go on, except at ``done_at`` (the
+    method asks ``goal.may_go_on`` before the next candidate). The first candidate (``ready`` 0)
+    is always trained to its end (a run yields a model): only its last report says it is ready.
+    Unchanged when ``goal`` has no ``go_on`` (nobody would ask the run to end)."""
+    if goal is None or goal.go_on is None:
         return report
 
     def reporting(stage: str, step: int, metrics: dict[str, float]) -> None:
+        done = (stage, step) == done_at
         if report is not None:
-            report(stage, step, {**metrics, CANDIDATES_READY: ready})
-        if (stage, step) != done_at and not goal.may_go_on():
+            now = ready + done
+            report(stage, step, {**metrics, CANDIDATES_READY: now} if now else metrics)
+        if ready and not done and not goal.may_go_on():
             raise EnoughCandidates()
 
     return reporting

@@ -165,6 +165,65 @@ def test_scheduler_stops_on_estimates_only_and_learns_from_final_reports(tmp_pat
     assert "below the target" in clone.rules.stopped["third"].reason
 
 
+def test_a_trial_judged_to_stop_with_candidates_ready_ends_with_them_unless_it_trains_on(tmp_path):
+    """Stopping a trial that has candidates ready (a pruning fine-tuned, a chain step done) would
+    lose them: the scheduler posts it wound up on the bulletin instead and lets it train the epoch
+    it reports and one more while it ends with them; one still training after that is stopped.
+    The tables give the trial that ended with them early stopping's reason."""
+
+    class Bulletin:
+        def __init__(self):
+            self.wound_up = []
+
+        def wind_up(self, trial):
+            self.wound_up.append(trial)
+
+    bulletin = Bulletin()
+    record = tmp_path / "early_stopping.json"
+    scheduler = ConstrainedEarlyStopping(record=record, bulletin=bulletin, costs=["macs"], accuracy_target=TARGET,
+                                         reduction_factor=3, grace_epochs=1, min_finished=1, slack=0.0)
+
+    def report(epochs, accuracy, macs, **more):
+        return {"epochs": epochs} | {f"estimate/{k}": v for k, v in _estimate(accuracy, macs).items()} | more
+
+    leader, ready, nothing, deaf = (Trial(name) for name in ("leader", "ready", "nothing", "deaf"))
+    assert scheduler.on_trial_result(None, leader, report(1, 95.0, 1000)) == TrialScheduler.CONTINUE
+    # dominated at rung 1 (not in the best 1/3 of 2 once it is ranked below the leader)
+    assert scheduler.on_trial_result(None, ready, report(1, 80.0, 2000, candidates_ready=1)) == TrialScheduler.CONTINUE
+    assert bulletin.wound_up == ["ready"]
+    assert scheduler.on_trial_result(None, nothing, report(1, 80.0, 2000)) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, deaf, report(1, 80.0, 3000, candidates_ready=2)) == TrialScheduler.CONTINUE
+    assert bulletin.wound_up == ["ready", "deaf"]
+    assert set(stopped_trials(record)) == {"nothing"} and set(stopped_trials(record, kind="wound_up")) == {"ready", "deaf"}
+    # "ready" ends with its candidates after one more epoch; "deaf" trains on and is stopped
+    assert scheduler.on_trial_result(None, ready, report(2, 81.0, 2000, candidates_ready=1)) == TrialScheduler.CONTINUE
+    final = {"epochs": 2, "finished": True, "val_accuracy": 85.0, "best_val_accuracy": 85.0, "cut_short": True}
+    assert scheduler.on_trial_result(None, ready, final) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, ready, final)
+    assert scheduler.on_trial_result(None, deaf, report(2, 80.0, 3000, candidates_ready=2)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, deaf, report(3, 80.0, 3000, candidates_ready=2)) == TrialScheduler.STOP
+    assert set(stopped_trials(record)) == {"nothing", "deaf"} and set(stopped_trials(record, kind="wound_up")) == {"ready"}
+    assert scheduler.rules.finished == {"ready": 85.0}
+    # without a bulletin to tell it, a trial with candidates ready is stopped like any other
+    alone = ConstrainedEarlyStopping(record=tmp_path / "alone.json", costs=["macs"], accuracy_target=TARGET,
+                                     reduction_factor=3, grace_epochs=1, min_finished=1, slack=0.0)
+    assert alone.on_trial_result(None, leader, report(1, 95.0, 1000)) == TrialScheduler.CONTINUE
+    assert alone.on_trial_result(None, ready, report(1, 80.0, 2000, candidates_ready=1)) == TrialScheduler.STOP
+
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"}, "space": {"theta": {"low": 0.01, "high": 0.2}}})
+    wound = stopped_trials(record, kind="wound_up")["ready"]
+    row = trial_row("ready", {"theta": 0.1}, final, None, spec, stop=wound)
+    assert row["status"] == "TERMINATED" and row["val_accuracy"] == 85.0
+    assert row["reason"].startswith("ended with the sub-models it had ready at epoch 1, early stopping's call: ")
+    assert "dominated" in row["reason"] and "budget" not in row["reason"]
+
+
+class Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
 def test_a_stopped_trial_is_pruned_in_the_journal_and_stopped_in_the_tables(tmp_path):
     space = {"theta": ParamSpec(low=0.01, high=0.2)}
     searcher = ConstrainedOptunaSearch(

@@ -152,8 +152,9 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
 
 
 def test_a_student_told_not_to_go_on_ends_with_the_prunings_it_has_fine_tuned():
-    """Goal.go_on (a search whose budget is spent). The first pruning is always fine-tuned; while
-    a later one trains, each report says how many are ready, and once go_on says no the run ends
+    """Goal.go_on (a search whose budget is spent, or whose early stopping would stop the run).
+    The first pruning is always fine-tuned; while a later one trains, each report says how many
+    are ready (the last epoch of a pruning counts it), and once go_on says no the run ends
     after that epoch's report with the ready ones, the one in training left out. They are the
     models an uninterrupted run fine-tunes first."""
     splits, loader = _task()
@@ -180,8 +181,9 @@ def test_a_student_told_not_to_go_on_ends_with_the_prunings_it_has_fine_tuned():
     full, full_reports = run()
     assert len(full.prunings) >= 3 and not full.cut_short and full.skipped == 0
     ready = {(stage, epoch): m.get(CANDIDATES_READY) for stage, epoch, m in full_reports}
-    assert ready[("student", 1)] is None and ready[("finetune", 2)] is None  # nothing ready yet
-    assert ready[("finetune_1", 1)] == 1 and ready[("finetune_2", 2)] == 2
+    assert ready[("student", 1)] is None and ready[("finetune", 1)] is None  # nothing ready yet
+    # a candidate's last epoch counts it: the run could end with it now
+    assert ready[("finetune", 2)] == 1 and ready[("finetune_1", 1)] == 1 and ready[("finetune_2", 2)] == 3
     val = loader(splits.val)
     # told no during the second pruning's first epoch: it ends there with the first
     cut, reports = run(no_from=("finetune_1", 1))

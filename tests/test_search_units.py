@@ -514,7 +514,8 @@ def test_a_multitask_search_asks_each_task_in_turn_up_to_its_budget_and_routes_e
 def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_falls_back_to_its_seed():
     """What a search's trials read before each pruning they might fine-tune (methods.Goal
     .leaner_than): the least cost offered, never a non-finite one; and whether they may go on
-    past their ready candidates (Goal.go_on): until the scheduler posts the budget spent. Once
+    past their ready candidates (Goal.go_on): until the scheduler posts the budget spent (every
+    trial) or the trial wound up (that one). Once
     the actor is gone: the seed (the teacher's cost) and go on, so a lost actor costs work,
     never a model."""
     import ray
@@ -532,6 +533,11 @@ def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_f
         trial_copy.offer(400.0)
         assert leanest.least() == 400.0
         assert trial_copy.go_on() and leanest.go_on()
+        leanest.wind_up("t1")  # the scheduler's side: early stopping's call on trial t1
+        deadline = time.monotonic() + 60
+        while trial_copy.go_on("t1") and time.monotonic() < deadline:  # wind_up() does not wait
+            time.sleep(0.05)
+        assert not trial_copy.go_on("t1") and trial_copy.go_on("t2") and trial_copy.go_on()
         leanest.spend()  # the scheduler's side
         deadline = time.monotonic() + 60
         while trial_copy.go_on() and time.monotonic() < deadline:  # spend() does not wait

@@ -10,8 +10,10 @@ trial offers its own chosen model's cost once it is feasible and saved (its fina
 returned, so a bound never stands for a model that was lost).
 
 Once the search's budget (``search.budget_epochs``) is spent, the scheduler posts it here, and
-a trial with candidates ready (a NetTailor student with a pruning fine-tuned) ends with them
-(``methods.Goal.go_on``) instead of being stopped with nothing to show.
+a trial with candidates ready (a NetTailor student with a pruning fine-tuned, a TransTailor
+chain with a step done) ends with them (``methods.Goal.go_on``) instead of being stopped with
+nothing to show; so does such a trial that early stopping would stop (the scheduler posts that
+trial wound up).
 
 One small Ray actor per task holds both: seeded with the teacher's cost and, on resume, with
 that of the kept trials' models. Trials that run side by side learn of each other's models as
@@ -30,6 +32,7 @@ class _Board:
     def __init__(self, cost: float) -> None:
         self.cost = cost
         self.spent = False
+        self.wound_up: set[str] = set()
 
     def offer(self, cost: float) -> None:
         if math.isfinite(cost):
@@ -41,8 +44,11 @@ class _Board:
     def spend(self) -> None:
         self.spent = True
 
-    def budget_spent(self) -> bool:
-        return self.spent
+    def wind_up(self, trial: str) -> None:
+        self.wound_up.add(trial)
+
+    def may_go_on(self, trial: str | None) -> bool:
+        return not self.spent and trial not in self.wound_up
 
 
 class SearchBulletin:
@@ -71,9 +77,15 @@ class SearchBulletin:
         """The search's budget is spent (the scheduler's call; it does not wait)."""
         self._actor.spend.remote()
 
-    def go_on(self) -> bool:
-        """Whether a trial may train candidates past those it has ready: until the budget is spent."""
+    def wind_up(self, trial: str) -> None:
+        """Early stopping would stop ``trial``, which has candidates ready: it is to end with
+        them (the scheduler's call; it does not wait)."""
+        self._actor.wind_up.remote(trial)
+
+    def go_on(self, trial: str | None = None) -> bool:
+        """Whether ``trial`` may train candidates past those it has ready: until the budget is
+        spent or the trial is wound up."""
         try:
-            return not ray.get(self._actor.budget_spent.remote(), timeout=60)
+            return bool(ray.get(self._actor.may_go_on.remote(trial), timeout=60))
         except (ray.exceptions.RayError, TimeoutError):
             return True

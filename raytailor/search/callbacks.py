@@ -43,8 +43,9 @@ class SubmodelsToStudy(tune.Callback):
 class StoppedToTensorBoard(tune.Callback):
     """When early stopping or the budget ends a trial, put where and why into that trial's
     TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text; for
-    a trial the spent budget ended with the models it had ready, the text ``budget/cut_short``.
-    ``folder``: the search's (task's) folder, which holds the records of both."""
+    a trial that ended with the models it had ready (the budget spent, or early stopping's call),
+    the text ``budget/cut_short``. ``folder``: the search's (task's) folder, which holds the
+    records of both."""
 
     def __init__(self, *, folder: Path) -> None:
         self.folder = Path(folder)
@@ -53,7 +54,7 @@ class StoppedToTensorBoard(tune.Callback):
         from torch.utils.tensorboard import SummaryWriter
 
         from raytailor.methods import CUT_SHORT
-        from raytailor.search.results import CUT_SHORT_REASON, stopped_in
+        from raytailor.search.results import cut_short_reason, stopped_in, wound_up_in
         from raytailor.search.trainable import EPOCHS
 
         if not trial.local_path:
@@ -62,7 +63,8 @@ class StoppedToTensorBoard(tune.Callback):
         last = getattr(trial, "last_result", None) or {}
         if stop is None and last.get(CUT_SHORT):
             with SummaryWriter(trial.local_path, filename_suffix=".budget") as writer:
-                writer.add_text("budget/cut_short", CUT_SHORT_REASON, global_step=int(last.get(EPOCHS, 0)))
+                writer.add_text("budget/cut_short", cut_short_reason(wound_up_in(self.folder).get(trial.trial_id)),
+                                global_step=int(last.get(EPOCHS, 0)))
         if stop is None:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:

@@ -21,7 +21,10 @@ would produce. At a rung, a trial is stopped when
    nothing dominates at its rung is never stopped by this rule (MOASHA keeps the top of the
    non-dominated sort the same way; ASHA is its one-objective case).
 
-Points that rule 1 would stop take no part in rule 2's ranking. Every decision, the records
+Points that rule 1 would stop take no part in rule 2's ranking. A trial judged to stop that has
+candidates ready (a NetTailor pruning fine-tuned, a TransTailor step done) is not stopped, which
+would lose them: it ends with them (``wind_up``; the scheduler tells it through the search's
+bulletin), and is stopped after all only if it trains on (``stop_anyway``). Every decision, the records
 of each rung and the finished trials' best accuracies are kept in a JSON file
 (``early_stopping.json`` in the search folder), so a resumed search keeps them, and the tables
 say where and why each trial stopped.
@@ -71,6 +74,7 @@ class EarlyStopping:
         self.rungs: dict[int, dict[str, Point]] = {}
         self.finished: dict[str, float] = {}  # trial -> best validation accuracy of its sub-models
         self.stopped: dict[str, Stop] = {}
+        self.wound_up: dict[str, Stop] = {}  # judged to stop, ending with the candidates it had ready
         self._judged: dict[str, tuple[int, int]] = {}  # trial -> (last rung judged, last epochs seen)
         if self.record is not None and self.record.is_file():
             self._load(json.loads(self.record.read_text()))
@@ -127,6 +131,16 @@ class EarlyStopping:
             self.stopped.pop(trial, None)
             self._save()
 
+    def wind_up(self, trial: str) -> None:
+        """The trial just judged to stop has candidates ready and ends with them instead."""
+        self.wound_up[trial] = self.stopped.pop(trial)
+        self._save()
+
+    def stop_anyway(self, trial: str) -> None:
+        """A trial wound up kept training: it is stopped after all."""
+        self.stopped[trial] = self.wound_up.pop(trial)
+        self._save()
+
     def forget(self, kept_epochs: dict[str, int]) -> None:
         """Drop the estimates interrupted trials made after ``kept_epochs[trial]`` training epochs
         (a resume runs each again under a new id, from the state it kept at that point: the new
@@ -138,6 +152,7 @@ class EarlyStopping:
         for trial in kept_epochs:
             self._judged.pop(trial, None)
             self.stopped.pop(trial, None)
+            self.wound_up.pop(trial, None)
         self._save()
 
     def _judge(self, trial: str, rung: int, point: Point) -> Stop | None:
@@ -177,6 +192,7 @@ class EarlyStopping:
             "rungs": {str(r): {t: asdict(p) for t, p in points.items()} for r, points in sorted(self.rungs.items())},
             "finished": self.finished,
             "stopped": {t: asdict(s) for t, s in self.stopped.items()},
+            "wound_up": {t: asdict(s) for t, s in self.wound_up.items()},
         }
 
     def _load(self, saved: dict[str, Any]) -> None:
@@ -184,6 +200,7 @@ class EarlyStopping:
                       for r, points in saved.get("rungs", {}).items()}
         self.finished = {t: float(v) for t, v in saved.get("finished", {}).items()}
         self.stopped = {t: Stop(**s) for t, s in saved.get("stopped", {}).items()}
+        self.wound_up = {t: Stop(**s) for t, s in saved.get("wound_up", {}).items()}
 
     def _save(self) -> None:
         if self.record is None:
@@ -193,12 +210,13 @@ class EarlyStopping:
         os.replace(tmp, self.record)
 
 
-def stopped_trials(record: Path) -> dict[str, Stop]:
-    """The trials early stopping stopped, by trial id, from its record file (none if absent)."""
+def stopped_trials(record: Path, *, kind: str = "stopped") -> dict[str, Stop]:
+    """The trials early stopping stopped (``kind`` "wound_up": judged to stop, ended with the
+    candidates they had ready), by trial id, from its record file (none if absent)."""
     record = Path(record)
     if not record.is_file():
         return {}
-    return {t: Stop(**s) for t, s in json.loads(record.read_text()).get("stopped", {}).items()}
+    return {t: Stop(**s) for t, s in json.loads(record.read_text()).get(kind, {}).items()}
 
 
 def _dominates(a: np.ndarray, b: np.ndarray) -> bool:

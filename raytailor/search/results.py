@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from raytailor.front_plot import plot_front
-from raytailor.methods import CUT_SHORT
+from raytailor.methods import CUT_SHORT as CUT_SHORT_METRIC
 from raytailor.pareto import STOPPED_STATUS, leanest, leanest_cost, mark_front, meets_target, submodel_id
 from raytailor.run import submodel_dir
 from raytailor.search.budget import BUDGET_FILE, EpochBudget
@@ -38,23 +38,34 @@ def hyperparameter_types(spec: Spec) -> dict[str, str]:
     return types
 
 
-CUT_SHORT_REASON = "ended with the sub-models it had ready: the search's budget was spent"
+CUT_SHORT = "ended with the sub-models it had ready"  # how the reason of a trial cut short begins
+CUT_SHORT_REASON = f"{CUT_SHORT}: the search's budget was spent"
+
+
+def cut_short_reason(stop: Stop | None) -> str:
+    """The reason of a trial that ended with the sub-models it had ready: early stopping's
+    judgement (``stop``, recorded as wound up), else the spent budget."""
+    if stop is None:
+        return CUT_SHORT_REASON
+    judged = stop.reason.partition(": ")[2] or stop.reason  # "stopped at epoch N: <why>"
+    return f"{CUT_SHORT} at epoch {stop.epochs}, early stopping's call: {judged}"
 
 
 def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | None, spec: Spec,
               stop: Stop | None = None) -> dict[str, Any]:
     """One trial's row. ``error``: what the trial raised (Ray's error.txt). A trial early stopping
     ended (``stop``) is ``STOPPED`` with its reason and its last estimate as metrics (validation
-    accuracy so far, projected costs; no test accuracy). A trial the budget cut short finished
-    with the sub-models it had (``TERMINATED``), and its reason says so."""
+    accuracy so far, projected costs; no test accuracy). A trial the budget or early stopping cut
+    short (``stop``: early stopping's, recorded as wound up) finished with the sub-models it had
+    (``TERMINATED``), and its reason says so."""
     metrics = metrics or {}
     failed = metrics.get(FAILED)  # failed by itself: its one-line reason is in its last report
     done = is_finished(metrics) and not failed  # a final report wins over failures Tune retried
     stopped = stop is not None and not done and not error and not failed
     status = "TERMINATED" if done else "ERROR" if error or failed else STOPPED_STATUS if stopped else "INTERRUPTED"
-    cut_short = done and metrics.get(CUT_SHORT)
+    cut_short = done and metrics.get(CUT_SHORT_METRIC)
     row = {"trial_id": trial_id, "status": status, "submodel": None, "chosen": done,
-           "reason": stop.reason if stopped else CUT_SHORT_REASON if cut_short else failed or error_reason(error),
+           "reason": stop.reason if stopped else cut_short_reason(stop) if cut_short else failed or error_reason(error),
            "trained_epochs": metrics.get(EPOCHS)}
     row |= {name: config.get(name) for name in spec.space}
     values = metrics if done else stop.estimate if stopped else {}
@@ -79,10 +90,11 @@ def error_reason(error: str | None) -> str | None:
 
 
 def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: float, *,
-                     stopped: dict[str, Stop] | None = None) -> tuple[list[dict], dict[str, tuple[TrialRecord, str]]]:
+                     stopped: dict[str, Stop] | None = None, wound_up: dict[str, Stop] | None = None,
+                     ) -> tuple[list[dict], dict[str, tuple[TrialRecord, str]]]:
     """Rows and {row id: (its trial, the run folder inside the trial's checkpoint)} from a search's trial
-    folders (``trial_folders.read_trials``); ``stopped``: the trials early stopping ended
-    (``early_stopping.stopped_trials``).
+    folders (``trial_folders.read_trials``); ``stopped``: the trials early stopping or the budget
+    ended (``stopped_in``); ``wound_up``: those early stopping ended with their ready sub-models.
 
     A finished trial contributes one row per sub-model (read from the checkpoint's result.json;
     a sub-model's own hyper-parameters, a NetTailor pruning's theta and K, replace the trial's);
@@ -90,7 +102,8 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
     by_trial, checkpoints = {}, {}
     for record in records:
         trial_id, metrics = record.trial_id, final_metrics(record, accuracy_target)
-        row = trial_row(trial_id, record.config, metrics, record.error, spec, stop=(stopped or {}).get(trial_id))
+        stop = (stopped or {}).get(trial_id) or ((wound_up or {}).get(trial_id) if is_finished(metrics) else None)
+        row = trial_row(trial_id, record.config, metrics, record.error, spec, stop=stop)
         finished = row["status"] == "TERMINATED" and record.checkpoint is not None
         chain = checkpoint_submodels(record.saved_result()) if finished else None
         rows = by_trial[trial_id] = []
@@ -126,13 +139,19 @@ def stopped_in(folder: Path) -> dict[str, Stop]:
     return stopped_trials(folder / RECORD_FILE) | stopped_trials(folder / BUDGET_FILE)
 
 
+def wound_up_in(folder: Path) -> dict[str, Stop]:
+    """The trials of the search (task) in ``folder`` that early stopping judged to stop while they
+    had sub-models ready: they ended with them."""
+    return stopped_trials(folder / RECORD_FILE, kind="wound_up")
+
+
 def search_rows(out_dir: Path, spec: Spec, accuracy_target: float, *, known: dict[str, TrialRecord] | None = None
                 ) -> tuple[list[TrialRecord], list[dict], dict[str, tuple[TrialRecord, str]]]:
     """(records, rows, checkpoints) of the search in ``out_dir``, read from its trial folders
     (``known``: records of ended trials, by folder, not read again) with its early stops."""
     records = search_records(out_dir, known=known)
     rows, checkpoints = rows_from_trials(records, spec, accuracy_target,
-                                         stopped=stopped_in(Path(out_dir)))
+                                         stopped=stopped_in(Path(out_dir)), wound_up=wound_up_in(Path(out_dir)))
     return records, rows, checkpoints
 
 
@@ -206,7 +225,7 @@ def write_outputs(out_dir: Path, rows: list[dict], checkpoints: dict, spec: Spec
                "stopped": sum(r["status"] == STOPPED_STATUS for r in trials),
                "unfinished": 0 if spent else spec.search.trials - sum(
                    r["status"] in ("TERMINATED", "ERROR", STOPPED_STATUS) for r in trials),
-               "cut_short": sum(r["reason"] == CUT_SHORT_REASON for r in trials),
+               "cut_short": sum((r["reason"] or "").startswith(CUT_SHORT) for r in trials),
                "trained_epochs": trained, "budget_epochs": budget, "budget_spent": spent,
                "models": sum(r["status"] == "TERMINATED" for r in rows),
                "feasible": sum(r["feasible"] for r in rows), "front": len(front), "leanest": best,

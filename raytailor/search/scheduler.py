@@ -6,7 +6,9 @@ estimate (``estimate/...``, see trainable.py) goes to the rules, each training e
 budget, and a trial that either stops ends at once (Tune marks it TERMINATED; its last result has no
 ``finished``, so the searcher tells Optuna it was PRUNED and the tables say STOPPED, with the
 reason from the record file). Once the budget is spent, the scheduler posts it on the search's
-bulletin (``bulletin.SearchBulletin``), so that trials with candidates ready end with them.
+bulletin (``bulletin.SearchBulletin``), so that trials with candidates ready end with them; a
+trial with candidates ready that the rules would stop is posted wound up on it, and ends with
+them the same way (it is stopped only if it trains more than one epoch after).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class ConstrainedEarlyStopping(FIFOScheduler):
     """Holds only plain settings and the records' paths when pickled (Tune saves the scheduler
     with the experiment; nothing reads that back); the decisions live in the record files, which
     a resumed search reads. ``record`` None: no early-stopping rules (only the budget).
-    ``bulletin``: where the budget is posted spent (anything with ``spend()``; not pickled)."""
+    ``bulletin``: where the budget is posted spent and trials wound up (anything with ``spend()``
+    and ``wind_up(trial)``; not pickled)."""
 
     _supports_buffered_results = False  # decide on every epoch's result as it arrives
 
@@ -35,6 +38,7 @@ class ConstrainedEarlyStopping(FIFOScheduler):
         super().__init__()
         self.record, self.settings, self.budget, self.bulletin = record, settings, budget, bulletin
         self._posted = False
+        self._winding_up: dict[str, int] = {}  # trial -> the epoch it was judged to stop at
         self._rules: EarlyStopping | None = None
 
     @property
@@ -59,11 +63,26 @@ class ConstrainedEarlyStopping(FIFOScheduler):
                 self._posted = True
             if stop is not None:
                 return TrialScheduler.STOP
-        if not estimate or self.rules is None:
+        if self.rules is None:
             return TrialScheduler.CONTINUE
-        stop = self.rules.on_estimate(trial.trial_id, int(result[EPOCHS]), estimate,
-                                      restored=int(result.get(RESTORED_EPOCHS, 0)))
-        return TrialScheduler.CONTINUE if stop is None else TrialScheduler.STOP
+        epochs = int(result[EPOCHS])
+        if trial.trial_id in self._winding_up:  # ending with its candidates: at most one more epoch
+            if epochs - self._winding_up[trial.trial_id] <= 1 or is_finished(result):
+                return TrialScheduler.CONTINUE
+            del self._winding_up[trial.trial_id]
+            self.rules.stop_anyway(trial.trial_id)
+            return TrialScheduler.STOP
+        if not estimate:
+            return TrialScheduler.CONTINUE
+        stop = self.rules.on_estimate(trial.trial_id, epochs, estimate, restored=int(result.get(RESTORED_EPOCHS, 0)))
+        if stop is None:
+            return TrialScheduler.CONTINUE
+        if result.get(CANDIDATES_READY) and self.bulletin is not None:  # stopping it would lose them
+            self.rules.wind_up(trial.trial_id)
+            self.bulletin.wind_up(trial.trial_id)
+            self._winding_up[trial.trial_id] = epochs
+            return TrialScheduler.CONTINUE
+        return TrialScheduler.STOP
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         if self.rules is not None and result and is_finished(result) and BEST_VAL_ACCURACY in result:

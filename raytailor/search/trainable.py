@@ -12,6 +12,7 @@ task_params), ``feasible``, ``finished`` and the exported model as the trial's c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -119,8 +120,8 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, Share
     A multi-task search shares ``{task: SharedTask}`` and names the trial's task in its config.
     ``bulletin``: the cost of the search's (task's) leanest feasible model so far, which the run
     may leave out work above (``methods.Goal.leaner_than``) and the trial lowers once its own
-    feasible model is saved; and whether the search's budget is spent, after which the run ends
-    with the candidates it has ready (``methods.Goal.go_on``)."""
+    feasible model is saved; and whether the search's budget is spent or early stopping would stop
+    this trial, after which the run ends with the candidates it has ready (``methods.Goal.go_on``)."""
     if isinstance(shared, dict):
         shared = shared[config[TASK]]
     if isinstance(bulletin, dict):
@@ -133,6 +134,14 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, Share
         _restore(stages, config, restarts)
         checkpoints = StageCheckpoints(stages, every=shared.spec.search.checkpoint_every)
         _run_trial(prepared, teacher, values, shared, checkpoints, bulletin)
+
+
+def _go_on(bulletin: SearchBulletin | None, spec: Any) -> Any:
+    """What the run asks before training a candidate it could end without: the bulletin, for this
+    trial. None where nothing would ever say no (no budget, no early stopping)."""
+    if bulletin is None or (spec.search.budget_epochs is None and spec.search.stopping is None):
+        return None
+    return functools.partial(bulletin.go_on, tune.get_context().get_trial_id())
 
 
 def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: SharedTask,
@@ -157,9 +166,7 @@ def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: Shar
             run = run_method(prepared, teacher, values, on_epoch=on_epoch, verbose=False,
                              accuracy_target=shared.accuracy_target,
                              leaner_than=None if bulletin is None else bulletin.least,
-                             # only a budget posts "spent": without one, no trial asks
-                             go_on=None if bulletin is None or shared.spec.search.budget_epochs is None
-                             else bulletin.go_on)
+                             go_on=_go_on(bulletin, shared.spec))
     except RaytailorError as error:
         # it failed by itself (pruning cut every path, the loss diverged): the same values would
         # fail again, so it ends here with its reason, never retried (search.max_failures
