@@ -198,22 +198,17 @@ def test_running_trials_are_held_back_the_median_of_the_finished_trials_never_le
     assert EpochBudget(40, trial_epochs=12, finished_before=[16]).expected_epochs == 16  # a resume's kept trials
 
 
-def test_a_resume_counts_every_kept_trials_epochs_and_learns_from_the_finished_ones(tmp_path):
-    import pyarrow.fs
-
+def test_a_resume_counts_every_kept_trials_epochs_and_learns_from_the_finished_ones():
     from raytailor.search.runner import budget_epochs_kept
-    from raytailor.search.trial_folders import TrialRecord
 
-    def kept(trial_id, *reports):
-        return TrialRecord(trial_id, pyarrow.fs.LocalFileSystem(), str(tmp_path), {}, reports=list(reports))
-
-    ended = {
-        "finished": kept("finished", epoch(16), {"epochs": 16, "finished": True, "val_accuracy": 95.0}),
-        "stopped": kept("stopped", epoch(1), epoch(2)),  # early stopping ended it
-        "failed": kept("failed", epoch(3), {"epochs": 3, "failed": "TailoringError: no path", "finished": False}),
-        "before": kept("before", {"epochs": 12, "val_accuracy": 91.0}),  # a search from before `finished`
-    }
-    assert budget_epochs_kept(ended) == (16 + 2 + 3 + 12, [16, 12])
+    kept = [  # the kept trials' final metrics (results.final_metrics)
+        {"epochs": 16, "finished": True, "val_accuracy": 95.0},
+        epoch(2),  # early stopping ended it
+        {"epochs": 3, "failed": "TailoringError: no path", "finished": False},
+        {"epochs": 12, "val_accuracy": 91.0},  # a search from before `finished`
+        {**epoch(14), "val_accuracy": 93.0, "finished": True},  # finished by its checkpoint: rebuilt
+    ]
+    assert budget_epochs_kept(kept) == (16 + 2 + 3 + 12 + 14, [16, 12, 14])
 
 
 def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):

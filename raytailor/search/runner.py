@@ -340,10 +340,10 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
         _complete_tensorboard(task, ended, asked, target)
         task.trials = max(task.spec.search.trials - len(ended), 0)
-        task.spent_epochs, task.finished_epochs = budget_epochs_kept(ended)
+        kept = [final_metrics(r, target) for r in ended.values()]  # a trial finished by its checkpoint too
+        task.spent_epochs, task.finished_epochs = budget_epochs_kept(kept)
         cost = leanest_cost(task.spec.objectives)
-        task.kept_leanest = min((float(r.metrics[cost]) for r in ended.values()
-                                 if r.metrics.get("feasible") and cost in r.metrics), default=math.inf)
+        task.kept_leanest = min((float(m[cost]) for m in kept if m.get("feasible") and cost in m), default=math.inf)
         # a sampler seeded as at the start would draw the values it drew then again
         task.seed = task.spec.search.seed + len(study.trials)
     if any(task.trials for task in tasks):
@@ -417,11 +417,12 @@ def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int
             or record.failures > max_failures or record.trial_id in stopped or record.trial_id in told)
 
 
-def budget_epochs_kept(ended: dict[str, TrialRecord]) -> tuple[int, list[int]]:
+def budget_epochs_kept(kept: list[dict[str, Any]]) -> tuple[int, list[int]]:
     """What the trials a resume keeps spent (their training epochs together) and, for a budget
-    to learn from, the epochs of each that ran to its end."""
-    spent = sum(int(r.metrics.get(EPOCHS) or 0) for r in ended.values())
-    return spent, [int(r.metrics.get(EPOCHS) or 0) for r in ended.values() if is_finished(r.metrics)]
+    to learn from, the epochs of each that ran to its end; ``kept``: their final metrics
+    (``results.final_metrics``: a trial finished by its checkpoint counts as finished)."""
+    spent = sum(int(m.get(EPOCHS) or 0) for m in kept)
+    return spent, [int(m.get(EPOCHS) or 0) for m in kept if is_finished(m)]
 
 
 def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str, TrialRecord],
