@@ -43,8 +43,8 @@ class SubmodelsToStudy(tune.Callback):
 class StoppedToTensorBoard(tune.Callback):
     """When early stopping or the budget ends a trial, put where and why into that trial's
     TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text; for
-    a trial that ended with the models it had ready (the budget spent, or early stopping's call),
-    the text ``budget/cut_short``. ``folder``: the search's (task's) folder, which holds the
+    a trial that ended with the models it had ready, the text ``budget/cut_short`` (the budget
+    was spent) or ``early_stopping/cut_short`` (early stopping's call). ``folder``: the search's (task's) folder, which holds the
     records of both."""
 
     def __init__(self, *, folder: Path) -> None:
@@ -62,9 +62,10 @@ class StoppedToTensorBoard(tune.Callback):
         stop = stopped_in(self.folder).get(trial.trial_id)
         last = getattr(trial, "last_result", None) or {}
         if stop is None and last.get(CUT_SHORT):
-            with SummaryWriter(trial.local_path, filename_suffix=".budget") as writer:
-                writer.add_text("budget/cut_short", cut_short_reason(wound_up_in(self.folder).get(trial.trial_id)),
-                                global_step=int(last.get(EPOCHS, 0)))
+            judged = wound_up_in(self.folder).get(trial.trial_id)  # early stopping's call, else the budget
+            kind = "budget" if judged is None else "early_stopping"
+            with SummaryWriter(trial.local_path, filename_suffix=f".{kind}") as writer:
+                writer.add_text(f"{kind}/cut_short", cut_short_reason(judged), global_step=int(last.get(EPOCHS, 0)))
         if stop is None:
             return
         with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:
