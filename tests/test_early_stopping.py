@@ -248,3 +248,32 @@ def test_a_stopped_trial_is_pruned_in_the_journal_and_stopped_in_the_tables(tmp_
     assert row["status"] == "STOPPED" and row["reason"] == stop.reason and row["trained_epochs"] == 3
     assert row["val_accuracy"] == 70.0 and row["macs"] == 2e6 and row["test_accuracy"] is None
     assert not row["feasible"] and not row["chosen"]
+
+
+def test_tensorboard_says_which_call_cut_a_trial_short(tmp_path):
+    """A trial that ended with its ready models: ``early_stopping/cut_short`` with early
+    stopping's reason where the rules wound it up, ``budget/cut_short`` where the budget did."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from raytailor.search.callbacks import StoppedToTensorBoard
+
+    rules = _rules(tmp_path, min_finished=1)
+    rules.on_estimate("leader", 1, _estimate(95.0, 1000))
+    rules.on_estimate("judged", 1, _estimate(80.0, 2000))
+    rules.wind_up("judged")
+
+    class Ended:
+        def __init__(self, trial_id):
+            self.trial_id, self.local_path = trial_id, str(tmp_path / trial_id)
+            self.last_result = {"cut_short": True, "epochs": 2, "finished": True}
+
+    callback = StoppedToTensorBoard(folder=tmp_path)
+    tags = {}
+    for trial_id in ("judged", "budgeted"):
+        callback.on_trial_complete(0, [], Ended(trial_id))
+        events = EventAccumulator(str(tmp_path / trial_id))
+        events.Reload()
+        tags[trial_id] = events.Tags()["tensors"]
+    assert [t.split("/")[0] for t in tags["judged"]] == ["early_stopping"]
+    assert [t.split("/")[0] for t in tags["budgeted"]] == ["budget"]
+    assert not stopped_trials(tmp_path / "early_stopping.json")  # judged was wound up, not stopped
