@@ -67,7 +67,9 @@ def read_search(folder: Path) -> tuple[list[Trial], float, list[str], str | None
 
 
 def replay(trials: list[Trial], rules: EarlyStopping) -> dict[str, tuple[int, str]]:
-    """{stopped trial: (the epochs it trained after its stop, the rule: "target" or "front")}."""
+    """{stopped trial: (the epochs it trained after its stop, the rule: "target" or "front")}. A
+    trial judged at its last training epoch is not stopped: that epoch completes its model, and
+    a search lets a trial with a model ready end with it."""
     events = [(ts, 0, i, epochs, estimate) for i, t in enumerate(trials) for ts, epochs, estimate in t.estimates]
     events += [(t.end[0], 1, i, t.end[1], t.end[2]) for i, t in enumerate(trials) if t.end is not None]
     saved: dict[str, tuple[int, str]] = {}
@@ -78,6 +80,9 @@ def replay(trials: list[Trial], rules: EarlyStopping) -> dict[str, tuple[int, st
         if kind == 1:
             rules.on_finished(trial.id, value)
         elif (stop := rules.on_estimate(trial.id, epochs, value)) is not None:
+            if trial.end is not None and epochs >= trial.end[1]:
+                rules.wind_up(trial.id)  # its last epoch completes its model: it ends with it (scheduler.py)
+                continue
             total = trial.end[1] if trial.end is not None else max(e for _, e, _ in trial.estimates)
             saved[trial.id] = (total - epochs, "front" if "dominated" in stop.reason else "target")
     return saved
