@@ -203,7 +203,17 @@ def test_a_trial_judged_to_stop_with_candidates_ready_ends_with_them_unless_it_t
     assert scheduler.on_trial_result(None, deaf, report(2, 80.0, 3000, candidates_ready=2)) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, deaf, report(3, 80.0, 3000, candidates_ready=2)) == TrialScheduler.STOP
     assert set(stopped_trials(record)) == {"nothing", "deaf"} and set(stopped_trials(record, kind="wound_up")) == {"ready"}
-    assert scheduler.rules.finished == {"ready": 85.0}
+    assert stopped_trials(record)["deaf"].epochs == 3  # where it was stopped, and why
+    assert stopped_trials(record)["deaf"].reason.startswith("stopped at epoch 3: judged at epoch 1 ")
+    # cut short, it did not run to its end: what it gained is no margin for the others
+    assert scheduler.rules.finished == {}
+    # judged at the epoch that completed its last model, it ends as it would have: finished
+    last = Trial("last")
+    assert scheduler.on_trial_result(None, last, report(1, 70.0, 4000, candidates_ready=1)) == TrialScheduler.CONTINUE
+    assert "last" in stopped_trials(record, kind="wound_up")
+    whole = {"epochs": 1, "finished": True, "val_accuracy": 71.0, "best_val_accuracy": 71.0}
+    scheduler.on_trial_complete(None, last, whole)
+    assert scheduler.rules.finished == {"last": 71.0} and "last" not in stopped_trials(record, kind="wound_up")
     # without a bulletin to tell it, a trial with candidates ready is stopped like any other
     alone = ConstrainedEarlyStopping(record=tmp_path / "alone.json", costs=["macs"], accuracy_target=TARGET,
                                      reduction_factor=3, grace_epochs=1, min_finished=1, slack=0.0)
@@ -277,3 +287,27 @@ def test_tensorboard_says_which_call_cut_a_trial_short(tmp_path):
     assert [t.split("/")[0] for t in tags["judged"]] == ["early_stopping"]
     assert [t.split("/")[0] for t in tags["budgeted"]] == ["budget"]
     assert not stopped_trials(tmp_path / "early_stopping.json")  # judged was wound up, not stopped
+
+
+def test_a_wound_up_trial_the_interruption_caught_is_kept_as_stopped_by_a_resume(tmp_path):
+    """Judged to stop with models ready, then interrupted before it ended with them: run again,
+    it would continue past the rung that judged it, so a resume keeps it as a stopped trial
+    (the decision kept, as for every stopped trial)."""
+    import pyarrow.fs
+
+    from raytailor.search.results import rows_from_trials, stopped_in, wound_up_in
+    from raytailor.search.runner import _ended
+    from raytailor.search.trial_folders import TrialRecord
+
+    rules = _rules(tmp_path, min_finished=1)
+    rules.on_estimate("leader", 1, _estimate(95.0, 1000))
+    rules.on_estimate("caught", 1, _estimate(80.0, 2000))
+    rules.wind_up("caught")
+    reports = [{"epochs": 1, "estimate/val_accuracy": 80.0, "estimate/macs": 2000.0, "candidates_ready": 1,
+                "trial_id": "caught"}]
+    record = TrialRecord("caught", pyarrow.fs.LocalFileSystem(), str(tmp_path), {"theta": 0.1}, reports=reports)
+    assert not stopped_in(tmp_path) and _ended(record, stopped_in(tmp_path) | wound_up_in(tmp_path), set(), 2)
+    spec = parse_spec({"name": "x", "method": "nettailor", "backbone": {"arch": "resnet20"},
+                       "data": {"dataset": "digits"}, "space": {"theta": {"low": 0.01, "high": 0.2}}})
+    (row,), _ = rows_from_trials([record], spec, TARGET, stopped=stopped_in(tmp_path), wound_up=wound_up_in(tmp_path))
+    assert row["status"] == "STOPPED" and row["reason"].startswith("stopped at epoch 1: ") and not row["feasible"]

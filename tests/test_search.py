@@ -768,7 +768,9 @@ def test_interrupted_multitask_search_resumes_without_losing_or_redoing_trials_a
         submodels = pq.read_table(out / task / "submodels.parquet").to_pylist()
         for trial in (r for r in rows if r["status"] == "TERMINATED"):
             own = [r for r in submodels if r["trial_id"].rsplit("-it", 1)[0] == trial["trial_id"]]
-            assert [r["submodel"] for r in own] == list(range(len(own))) and len(own) >= 2
+            # (a trial early stopping judged with a pruning ready ends with the ones it has)
+            cut_short = (trial["reason"] or "").startswith("ended with the sub-models it had ready")
+            assert [r["submodel"] for r in own] == list(range(len(own))) and len(own) >= (1 if cut_short else 2)
             assert {r["blocks_removed"] for r in own[1:]} <= {0, 4}  # it0 is the sampled pruning
             (chosen,) = [r for r in own if r["chosen"]]
             assert {k: chosen[k] for k in ("val_accuracy", "macs", "blocks_removed")} == {

@@ -300,7 +300,8 @@ def test_a_chain_told_not_to_go_on_ends_with_the_steps_it_has():
         goal=Goal(accuracy_target=0.0, cost="macs", go_on=lambda: state["go"]))
     assert outcome.cut_short and outcome.details == {"iterations": 1, "stop_reason": "cut_short"}
     assert len(outcome.candidates) == 2 and outcome.chosen == 1  # W* and the first step
-    assert reported == [("classifier", 1, None), ("factors_1", 1, 1), ("finetune_1", 1, 1), ("finetune_1", 2, 2),
+    # W*'s last epoch says W* is ready, each step's last epoch that step
+    assert reported == [("classifier", 1, 1), ("factors_1", 1, 1), ("finetune_1", 1, 1), ("finetune_1", 2, 2),
                         ("factors_2", 1, 2), ("finetune_2", 1, 2)]
 
 

@@ -125,21 +125,29 @@ class EarlyStopping:
         return stop
 
     def on_finished(self, trial: str, best_accuracy: float) -> None:
-        """A trial ran to its end; ``best_accuracy``: its most accurate sub-model's (validation)."""
+        """A trial ran to its end (a trial judged at the epoch that completed its last model
+        included: it was wound up and ended as it would have); ``best_accuracy``: its most
+        accurate sub-model's (validation)."""
+        self.wound_up.pop(trial, None)
+        self.stopped.pop(trial, None)
         if math.isfinite(best_accuracy):
             self.finished[trial] = float(best_accuracy)
-            self.stopped.pop(trial, None)
-            self._save()
+        self._save()
 
     def wind_up(self, trial: str) -> None:
         """The trial just judged to stop has candidates ready and ends with them instead."""
         self.wound_up[trial] = self.stopped.pop(trial)
         self._save()
 
-    def stop_anyway(self, trial: str) -> None:
-        """A trial wound up kept training: it is stopped after all."""
-        self.stopped[trial] = self.wound_up.pop(trial)
+    def stop_anyway(self, trial: str, epochs: int) -> Stop:
+        """A trial wound up kept training: it is stopped after all, at ``epochs``."""
+        judged = self.wound_up.pop(trial)
+        why = judged.reason.partition(": ")[2] or judged.reason
+        self.stopped[trial] = stop = Stop(judged.rung, epochs, (
+            f"stopped at epoch {epochs}: judged at epoch {judged.epochs} (with sub-models ready, it trained on "
+            f"instead of ending with them): {why}"), judged.estimate)
         self._save()
+        return stop
 
     def forget(self, kept_epochs: dict[str, int]) -> None:
         """Drop the estimates interrupted trials made after ``kept_epochs[trial]`` training epochs

@@ -102,7 +102,8 @@ def rows_from_trials(records: list[TrialRecord], spec: Spec, accuracy_target: fl
     by_trial, checkpoints = {}, {}
     for record in records:
         trial_id, metrics = record.trial_id, final_metrics(record, accuracy_target)
-        stop = (stopped or {}).get(trial_id) or ((wound_up or {}).get(trial_id) if is_finished(metrics) else None)
+        # wound up: cut short with its models if it finished, else stopped where it was judged
+        stop = (stopped or {}).get(trial_id) or (wound_up or {}).get(trial_id)
         row = trial_row(trial_id, record.config, metrics, record.error, spec, stop=stop)
         finished = row["status"] == "TERMINATED" and record.checkpoint is not None
         chain = checkpoint_submodels(record.saved_result()) if finished else None

@@ -40,11 +40,12 @@ from raytailor.search.results import (
     final_metrics,
     search_rows,
     stopped_in,
+    wound_up_in,
     write_combined_summary,
     write_outputs,
 )
 from raytailor.search.shared import serialized_bytes
-from raytailor.search.trainable import EPOCHS, is_finished, restart_key
+from raytailor.search.trainable import EPOCHS, ran_to_its_end, restart_key
 from raytailor.search.trial_folders import (
     RESTARTS,
     TrialRecord,
@@ -388,7 +389,9 @@ def _resume_plan(task: SearchTask, records: list[TrialRecord]
     # a trial folder whose params.json never arrived names no task: the study knows whose it is
     records = [r for r in records if task.name is None or r.config.get(TASK) == task.name
                or (not r.config and r.trial_id in asked)]
-    stopped = stopped_in(task.folder)
+    # a trial early stopping wound up that the interruption caught before it ended with its
+    # models is kept as stopped: run again, it would continue past the rung that judged it
+    stopped = stopped_in(task.folder) | wound_up_in(task.folder)
     ended = {r.trial_id: r for r in records if _ended(r, stopped, told, task.spec.search.max_failures)}
     return ended, [r for r in records if r.trial_id not in ended], asked, study
 
@@ -419,10 +422,10 @@ def _ended(record: TrialRecord, stopped: dict, told: set[str], max_failures: int
 
 def budget_epochs_kept(kept: list[dict[str, Any]]) -> tuple[int, list[int]]:
     """What the trials a resume keeps spent (their training epochs together) and, for a budget
-    to learn from, the epochs of each that ran to its end; ``kept``: their final metrics
+    to learn from, the epochs of each that ran to its end (not cut short); ``kept``: their final metrics
     (``results.final_metrics``: a trial finished by its checkpoint counts as finished)."""
     spent = sum(int(m.get(EPOCHS) or 0) for m in kept)
-    return spent, [int(m.get(EPOCHS) or 0) for m in kept if is_finished(m)]
+    return spent, [int(m.get(EPOCHS) or 0) for m in kept if ran_to_its_end(m)]
 
 
 def _reconcile_study(journal: Path, study_name: str, spec: Spec, ended: dict[str, TrialRecord],

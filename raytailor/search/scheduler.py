@@ -21,7 +21,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from raytailor.methods import CANDIDATES_READY
 from raytailor.search.budget import EpochBudget
 from raytailor.search.early_stopping import EarlyStopping
-from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, RESTORED_EPOCHS, is_finished
+from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, RESTORED_EPOCHS, is_finished, ran_to_its_end
 
 
 class ConstrainedEarlyStopping(FIFOScheduler):
@@ -70,7 +70,7 @@ class ConstrainedEarlyStopping(FIFOScheduler):
             if epochs - self._winding_up[trial.trial_id] <= 1 or is_finished(result):
                 return TrialScheduler.CONTINUE
             del self._winding_up[trial.trial_id]
-            self.rules.stop_anyway(trial.trial_id)
+            self.rules.stop_anyway(trial.trial_id, epochs)
             return TrialScheduler.STOP
         if not estimate:
             return TrialScheduler.CONTINUE
@@ -85,7 +85,9 @@ class ConstrainedEarlyStopping(FIFOScheduler):
         return TrialScheduler.STOP
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        if self.rules is not None and result and is_finished(result) and BEST_VAL_ACCURACY in result:
+        # a trial cut short (ended with its ready models) did not run to its end: what it gained
+        # is no margin for others, and it stays wound up (its reason in the tables)
+        if self.rules is not None and result and ran_to_its_end(result) and BEST_VAL_ACCURACY in result:
             self.rules.on_finished(trial.trial_id, float(result[BEST_VAL_ACCURACY]))
 
     def debug_string(self) -> str:

@@ -30,7 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raytailor.errors import SpecError
 from raytailor.search.budget import EpochBudget
-from raytailor.search.trainable import EPOCHS, FAILED, SAMPLED, is_finished
+from raytailor.search.trainable import EPOCHS, FAILED, SAMPLED, is_finished, ran_to_its_end
 
 CONSTRAINT = "accuracy_target"
 DASHBOARD_CONSTRAINTS = "constraints"  # the system attribute optuna-dashboard reads
@@ -107,7 +107,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         # a result the scheduler stopped the trial at reaches the searcher here only
         self._count_epochs(trial_id, result)
         if self.budget is not None:
-            self.budget.ended(trial_id, finished=bool(result) and not error and is_finished(result))
+            self.budget.ended(trial_id, finished=bool(result) and not error and ran_to_its_end(result))
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         tell_outcome(self._ot_study, self._ot_trials[trial_id], result, error=error,

@@ -23,7 +23,7 @@ from typing import Any
 from ray import tune
 
 from raytailor.errors import RaytailorError
-from raytailor.methods import CANDIDATES_READY, SUBMODELS_STAGE, estimate_of
+from raytailor.methods import CANDIDATES_READY, CUT_SHORT, SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import leanest_cost, meets_target
 from raytailor.run import run_method, save_run
 from raytailor.search.bulletin import SearchBulletin
@@ -49,6 +49,13 @@ def is_finished(metrics: dict[str, Any]) -> bool:
     if FINISHED in metrics:
         return bool(metrics[FINISHED])
     return "val_accuracy" in metrics and FAILED not in metrics
+
+
+def ran_to_its_end(metrics: dict[str, Any]) -> bool:
+    """Finished (``is_finished``) and not cut short: it trained every model it would have (what a
+    trial spends and gains to its end is learned from these only; one that ended with the models
+    it had ready, the budget spent or early stopping's call, stopped short of that)."""
+    return is_finished(metrics) and not metrics.get(CUT_SHORT)
 
 
 def sampled_submodel(metrics: dict[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:

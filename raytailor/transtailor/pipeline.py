@@ -128,7 +128,10 @@ def run_transtailor(
         p.requires_grad_(False)
     for p in network.classifier.parameters():
         p.requires_grad_(True)
-    estimate = _estimated(on_epoch, network, image_size)  # W*'s size
+    # W*'s size; its last epoch says W* is ready (a search may end the chain there with it)
+    last = ("full_finetune", config.full_finetune_epochs) if config.full_finetune_epochs else (
+        "classifier", config.classifier_epochs)
+    estimate = report_while_optional(_estimated(on_epoch, network, image_size), 0, goal, done_at=last)
     _train(network, stage="classifier", epochs=config.classifier_epochs,
            optimizer=_weight_optimizer(network, config, config.classifier_epochs),
            train_loader=train_loader, val_loader=val_loader, frozen_bn=True,
