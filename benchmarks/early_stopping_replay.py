@@ -4,13 +4,14 @@ Reads searches that ran every trial to its end (``search.early_stopping: none``,
 searches `search_efficiency.py --keep DIR` keeps) and feeds their trials' per-epoch estimates
 and ends, in the order they were reported, to the early-stopping rules
 (``raytailor.search.early_stopping.EarlyStopping``, the default settings of
-``search.early_stopping`` with ``--grace``/``--reduction`` varied). Nothing is trained. For each setting: the trials it would
+``search.early_stopping`` with ``--grace``/``--reduction``/``--dominance-se`` varied). Nothing is trained. For each setting: the trials it would
 have stopped, the training epochs that saves, the trials among them that ended feasible, and
 the searches whose leanest feasible model it would have lost. And, per rung of the default
 settings, how well a trial's estimate there ranks the validation accuracy it ended with
 (Spearman's rho over every trial of the searches given).
 
     .venv/bin/python benchmarks/early_stopping_replay.py FOLDER [FOLDER ...] [--grace 2 4] [--reduction 3]
+        [--dominance-se 0 1]
 
 Timestamps are whole seconds: reports of the same second are replayed in trial order, so the
 replay of two trials' reports that close together may differ from the order Tune saw.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raytailor.run import load_data
 from raytailor.search.early_stopping import EarlyStopping
 from raytailor.search.location import experiment_path
 from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, is_finished
@@ -44,9 +46,11 @@ class Trial:
     macs: float | None
 
 
-def read_search(folder: Path) -> tuple[list[Trial], float, list[str], str | None]:
-    """(trials, accuracy target, costs, the leanest feasible trial's id or None)."""
+def read_search(folder: Path) -> tuple[list[Trial], float, list[str], str | None, int]:
+    """(trials, accuracy target, costs, the leanest feasible trial's id or None, the number of
+    validation images, from the search's own data)."""
     spec = load_search_spec(folder / "spec.yaml")
+    val_images = len(load_data(spec).val)
     target = json.loads((folder / "teacher.json").read_text())["accuracy_target"]
     costs = [objective for objective in spec.objectives if objective != "accuracy"]
     trials = []
@@ -63,7 +67,7 @@ def read_search(folder: Path) -> tuple[list[Trial], float, list[str], str | None
                             bool(last.get("feasible")), last.get("macs")))
     feasible = [t for t in trials if t.feasible and t.macs is not None]
     leanest = min(feasible, key=lambda t: t.macs).id if feasible else None
-    return trials, target, costs, leanest
+    return trials, target, costs, leanest, val_images
 
 
 def replay(trials: list[Trial], rules: EarlyStopping) -> dict[str, tuple[int, str]]:
@@ -107,20 +111,23 @@ def main() -> None:
     parser.add_argument("--grace", type=int, nargs="+", help="grace_epochs to replay (default: search.early_stopping's, 2)")
     parser.add_argument("--reduction", type=float, nargs="+",
                         help="reduction_factor to replay (default: search.early_stopping's, 3)")
+    parser.add_argument("--dominance-se", type=float, nargs="+",
+                        help="dominance_se to replay (default: search.early_stopping's, 1; 0: dominated by any amount)")
     args = parser.parse_args()
     for folder in args.folders:
         if not (folder / "spec.yaml").is_file() or not (folder / "teacher.json").is_file():
             parser.error(f"{folder} is not a search folder (no spec.yaml or teacher.json)")
     searches = {folder: read_search(folder) for folder in args.folders}
     defaults = dataclasses.asdict(EarlyStoppingSpec())
-    settings = [(g, r) for g in (args.grace or [defaults["grace_epochs"]])
-                for r in (args.reduction or [defaults["reduction_factor"]])]
-    for grace, reduction in settings:
+    settings = [(g, r, z) for g in (args.grace or [defaults["grace_epochs"]])
+                for r in (args.reduction or [defaults["reduction_factor"]])
+                for z in (args.dominance_se or [defaults["dominance_se"]])]
+    for grace, reduction, dominance_se in settings:
         stopped = saved_epochs = trained = lost_leanest = 0
         lost_feasible = {"target": 0, "front": 0}
-        replayed = {**defaults, "grace_epochs": grace, "reduction_factor": reduction}
-        for trials, target, costs, leanest in searches.values():
-            saved = replay(trials, EarlyStopping(costs=costs, accuracy_target=target, **replayed))
+        replayed = {**defaults, "grace_epochs": grace, "reduction_factor": reduction, "dominance_se": dominance_se}
+        for trials, target, costs, leanest, val_images in searches.values():
+            saved = replay(trials, EarlyStopping(costs=costs, accuracy_target=target, val_images=val_images, **replayed))
             stopped += len(saved)
             saved_epochs += sum(epochs for epochs, _ in saved.values())
             trained += sum(t.end[1] if t.end else 0 for t in trials)
@@ -129,8 +136,8 @@ def main() -> None:
                     lost_feasible[saved[trial.id][1]] += 1
             lost_leanest += leanest is not None and leanest in saved
         feasible = sum(t.feasible for trials, *_ in searches.values() for t in trials)
-        with_leanest = sum(leanest is not None for *_, leanest in searches.values())
-        print(f"grace {grace}, reduction {reduction:g}: {stopped} trial(s) stopped, {saved_epochs} of {trained} "
+        with_leanest = sum(leanest is not None for *_, leanest, _ in searches.values())
+        print(f"grace {grace}, reduction {reduction:g}, dominance_se {dominance_se:g}: {stopped} trial(s) stopped, {saved_epochs} of {trained} "
               f"training epochs saved ({saved_epochs / max(trained, 1):.0%}); {sum(lost_feasible.values())} of "
               f"{feasible} trials that ended feasible stopped ({lost_feasible['target']} as unable to reach the "
               f"target, {lost_feasible['front']} as dominated); the leanest feasible model lost in {lost_leanest} of "

@@ -76,6 +76,9 @@ class EarlyStoppingSpec:
     grace_epochs: int = 2          # the first rung: no trial is judged before this many epochs
     min_finished: int = 2          # finished trials needed before "cannot become feasible" stops any
     slack: float = 1.0             # points added to the largest gain finished trials made
+    # a trial is dominated only by one more accurate by at least this many standard errors of
+    # the difference of two accuracies measured on the validation images (0: by any amount)
+    dominance_se: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -486,6 +489,8 @@ def _validate(spec: Spec) -> None:
         need(stopping.grace_epochs >= 1, f"search.early_stopping.grace_epochs must be >= 1, got {stopping.grace_epochs}")
         need(stopping.min_finished >= 1, f"search.early_stopping.min_finished must be >= 1, got {stopping.min_finished}")
         need(stopping.slack >= 0, f"search.early_stopping.slack must be >= 0 accuracy points, got {stopping.slack}")
+        need(stopping.dominance_se >= 0,
+             f"search.early_stopping.dominance_se must be >= 0 standard errors, got {stopping.dominance_se}")
     need(spec.search.resources.gpu >= 0, f"search.resources.gpu must be >= 0, got {spec.search.resources.gpu}")
     names = _method_fields(spec.method)
     for section in ("space", "fixed"):

@@ -57,6 +57,25 @@ def test_a_dominated_trial_in_the_best_fraction_is_kept():
     assert rules.on_estimate("second", 1, _estimate(90, 150)) is None
 
 
+def test_a_trial_is_dominated_only_by_more_than_the_validation_set_can_tell_apart():
+    """On 143 validation images two accuracies near 94 % are one standard error apart at 2.8
+    points: 2 points better and cheaper does not stop a trial, 15 points does; with
+    dominance_se 0 (or no image count) any difference does."""
+    rules = _rules(val_images=143, dominance_se=1.0)
+    assert rules.on_estimate("best", 1, _estimate(95.0, 1000)) is None
+    assert rules.on_estimate("close", 1, _estimate(93.0, 2000)) is None  # within the noise
+    stop = rules.on_estimate("far", 1, _estimate(80.0, 2000))
+    assert stop is not None and "dominated (more than 1 standard errors on 143 validation images) by" in stop.reason
+    assert stop.reason.endswith("(e.g. best) and not in their best 1/3")
+    for exact in (_rules(val_images=143, dominance_se=0.0), _rules()):
+        assert exact.on_estimate("best", 1, _estimate(95.0, 1000)) is None
+        assert exact.on_estimate("close", 1, _estimate(93.0, 2000)) is not None
+    # a gap of 2 points is beyond one standard error on 2,000 images (0.75 points)
+    many = _rules(val_images=2000, dominance_se=1.0)
+    assert many.on_estimate("best", 1, _estimate(95.0, 1000)) is None
+    assert many.on_estimate("close", 1, _estimate(93.0, 2000)) is not None
+
+
 def test_a_trial_far_below_the_target_is_stopped_once_finished_trials_set_the_margin(tmp_path):
     rules = _rules(reduction_factor=1.01)  # the front rule keeps every trial: this is the target rule
     rules.on_estimate("a", 1, _estimate(85.0, 1000))

@@ -164,13 +164,16 @@ def _scheduler(task: SearchTask, accuracy_target: float, bulletin: Any = None):
     if settings is None:
         return ConstrainedEarlyStopping(record=None, budget=budget, bulletin=bulletin)
     return ConstrainedEarlyStopping(record=task.folder / RECORD_FILE, budget=budget, bulletin=bulletin,
-                                    **_stopping_rules(task.spec, accuracy_target))
+                                    **_stopping_rules(task.spec, accuracy_target,
+                                                      len(task.shared.arrays["val_labels"])))
 
 
-def _stopping_rules(spec: Spec, accuracy_target: float) -> dict[str, Any]:
-    """``early_stopping.EarlyStopping``'s settings for ``spec`` (its early stopping switched on)."""
+def _stopping_rules(spec: Spec, accuracy_target: float, val_images: int | None = None) -> dict[str, Any]:
+    """``early_stopping.EarlyStopping``'s settings for ``spec`` (its early stopping switched on);
+    ``val_images``: how many images its validation accuracies are measured on."""
     costs = [objective for objective in spec.objectives if objective != "accuracy"]
-    return {"costs": costs, "accuracy_target": accuracy_target, **dataclasses.asdict(spec.search.stopping)}
+    return {"costs": costs, "accuracy_target": accuracy_target, "val_images": val_images,
+            **dataclasses.asdict(spec.search.stopping)}
 
 
 def _run_config(spec: Spec, storage: str, verbose: bool, callbacks: list | None = None):
