@@ -44,7 +44,7 @@ MUTATIONS = [
      "candidates_ready=bool(result.get(CANDIDATES_READY)))", "candidates_ready=False)",
      ["tests/test_budget.py::test_past_the_budget_a_trial_with_candidates_ready_ends_with_them_and_one_without_is_stopped"]),
     ("a cut-short trial's row says nothing of it", "raytailor/search/results.py",
-     '    cut_short = done and metrics.get(CUT_SHORT)', "    cut_short = False",
+     '    cut_short = done and metrics.get(CUT_SHORT_METRIC)', "    cut_short = False",
      ["tests/test_search_units.py::test_a_trial_the_budget_cut_short_is_a_finished_trial_whose_reason_says_so"]),
     ("the searcher starts trials after the budget is spent", "raytailor/search/searcher.py",
      "        if self.budget is not None and not self.budget.room_for_another:", "        if False:",
