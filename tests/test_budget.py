@@ -207,8 +207,9 @@ def test_a_resume_counts_every_kept_trials_epochs_and_learns_from_the_finished_o
         {"epochs": 3, "failed": "TailoringError: no path", "finished": False},
         {"epochs": 12, "val_accuracy": 91.0},  # a search from before `finished`
         {**epoch(14), "val_accuracy": 93.0, "finished": True},  # finished by its checkpoint: rebuilt
+        {"epochs": 5, "finished": True, "val_accuracy": 90.0, "cut_short": True},  # ended with what it had
     ]
-    assert budget_epochs_kept(kept) == (16 + 2 + 3 + 12 + 14, [16, 12, 14])
+    assert budget_epochs_kept(kept) == (16 + 2 + 3 + 12 + 14 + 5, [16, 12, 14])
 
 
 def test_the_fewest_epochs_of_a_trial_come_from_its_method_and_every_value_the_spec_allows(tmp_path):
