@@ -556,3 +556,21 @@ def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_f
         leanest.offer(10.0)  # nothing raised
     finally:
         ray.shutdown()
+
+
+def test_a_search_starts_a_private_ray_unless_given_an_address(monkeypatch):
+    """``ray.init()`` with no address joins whatever Ray the machine runs (RAY_ADDRESS, the last
+    cluster started): a search given no address asks for a new local instance, and joins only the
+    address it was given."""
+    import ray
+
+    from raytailor.search.runner import _init_ray
+
+    asked = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: asked.append(kwargs["address"]))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    _init_ray(None)
+    _init_ray("auto")
+    _init_ray("10.0.0.5:6379")
+    assert asked == ["local", "auto", "10.0.0.5:6379"]
