@@ -350,7 +350,9 @@ SLOW = [
     ("TransTailor prunes the most important filters", "raytailor/transtailor/pipeline.py",
      "        betas = filter_importance(network, scales, train_loader, F.cross_entropy)\n",
      "        betas = [b.max() - b for b in filter_importance(network, scales, train_loader, F.cross_entropy)]\n",
-     ["tests/test_accuracy_floor.py::test_transtailor_is_smaller_and_within_its_margin_of_the_teacher"]),
+     # (the accuracy floor alone no longer catches it: at its budget, fine-tuning recovers from
+     # pruning the most important 20 % of the demo network)
+     ["tests/test_transtailor.py::test_each_iteration_prunes_by_the_importance_it_computed"]),
     ("TransTailor without fine-tuning after pruning", "raytailor/transtailor/pipeline.py",
      '    _train(network, stage=f"finetune_{iteration}", epochs=config.finetune_epochs,',
      '    _train(network, stage=f"finetune_{iteration}", epochs=0,',

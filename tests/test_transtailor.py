@@ -352,6 +352,39 @@ def test_chain_without_a_large_drop_runs_to_max_iterations(monkeypatch):
     assert [r["accepted"] for r in outcome.chain] == [True, False]
 
 
+def test_each_iteration_prunes_by_the_importance_it_computed(monkeypatch):
+    """Algorithm 1, lines 6-7 as wired in the chain: the Taylor importances computed on the
+    training set are what the pruning ranks, unchanged (the lowest go; ``prune_lowest``'s own
+    tests check that it takes exactly the lowest)."""
+    from raytailor.transtailor import pipeline
+
+    computed, ranked = [], []
+    real_importance, real_prune = pipeline.filter_importance, pipeline.prune_lowest
+
+    def importance_spy(*args, **kwargs):
+        betas = real_importance(*args, **kwargs)
+        computed.append([b.clone() for b in betas])
+        return betas
+
+    def prune_spy(network, scales, betas, **kwargs):
+        ranked.append([b.clone() for b in betas])
+        return real_prune(network, scales, betas, **kwargs)
+
+    monkeypatch.setattr(pipeline, "filter_importance", importance_spy)
+    monkeypatch.setattr(pipeline, "prune_lowest", prune_spy)
+    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=8)
+    loader = lambda split, shuffle: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
+                                                 shuffle=shuffle)
+    config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=2, classifier_epochs=0,
+                               factor_epochs=1, finetune_epochs=0, batch_size=16)
+    run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
+                    val_loader=loader(splits.val, False), verbose=False)
+    assert len(computed) == len(ranked) == 2
+    for betas, seen in zip(computed, ranked):
+        assert len(betas) == len(seen) and all(torch.equal(b, r) for b, r in zip(betas, seen))
+        assert not all(torch.equal(b, b[0].expand_as(b)) for b in betas)  # they do differ by filter
+
+
 @pytest.mark.parametrize("finetune_scale", ["alpha", "beta"])
 def test_importance_aware_finetuning_keeps_the_chosen_factors_fixed(monkeypatch, finetune_scale):
     """During fine-tuning the outputs are scaled, frozen, by the trained alpha (our default) or
