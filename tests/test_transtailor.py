@@ -352,6 +352,15 @@ def test_chain_without_a_large_drop_runs_to_max_iterations(monkeypatch):
     assert [r["accepted"] for r in outcome.chain] == [True, False]
 
 
+def _run_small_chain(config: TransTailorConfig) -> None:
+    """``run_transtailor`` on a ResNet-20 and 4 synthetic classes (12 images each), batches of 16."""
+    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=12)
+    loader = lambda split, shuffle: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
+                                                 shuffle=shuffle)
+    run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
+                    val_loader=loader(splits.val, False), verbose=False)
+
+
 def test_each_iteration_prunes_by_the_importance_it_computed(monkeypatch):
     """Algorithm 1, lines 6-7 as wired in the chain: the Taylor importances computed on the
     training set are what the pruning ranks, unchanged (the lowest go; ``prune_lowest``'s own
@@ -372,13 +381,8 @@ def test_each_iteration_prunes_by_the_importance_it_computed(monkeypatch):
 
     monkeypatch.setattr(pipeline, "filter_importance", importance_spy)
     monkeypatch.setattr(pipeline, "prune_lowest", prune_spy)
-    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=8)
-    loader = lambda split, shuffle: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
-                                                 shuffle=shuffle)
-    config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=2, classifier_epochs=0,
-                               factor_epochs=1, finetune_epochs=0, batch_size=16)
-    run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
-                    val_loader=loader(splits.val, False), verbose=False)
+    _run_small_chain(TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=2, classifier_epochs=0,
+                                       factor_epochs=1, finetune_epochs=0, batch_size=16))
     assert len(computed) == len(ranked) == 2
     for betas, seen in zip(computed, ranked):
         assert len(betas) == len(seen) and all(torch.equal(b, r) for b, r in zip(betas, seen))
@@ -412,14 +416,9 @@ def test_importance_aware_finetuning_keeps_the_chosen_factors_fixed(monkeypatch,
 
     monkeypatch.setattr(pipeline, "prune_lowest", prune_spy)
     monkeypatch.setattr(pipeline, "_train", train_spy)
-    splits = load_splits(dataset="synthetic", image_size=SIZE, num_classes=4, samples_per_class=12)
-    loader = lambda split, shuffle: TensorLoader(split, batch_size=16, mean=splits.mean, std=splits.std,
-                                                 shuffle=shuffle)
-    config = TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=1, classifier_epochs=1,
-                               factor_epochs=2, finetune_epochs=1, factor_lr=0.5, batch_size=16,
-                               finetune_scale=finetune_scale)
-    run_transtailor(resnet20(4), config=config, image_size=SIZE, train_loader=loader(splits.train, True),
-                    val_loader=loader(splits.val, False), verbose=False)
+    _run_small_chain(TransTailorConfig(prune_fraction=0.15, tau=100.0, max_iterations=1, classifier_epochs=1,
+                                       factor_epochs=2, finetune_epochs=1, factor_lr=0.5, batch_size=16,
+                                       finetune_scale=finetune_scale))
     (trained_alphas, kept_betas), = after_prune
     before, after, weights_trained = seen["finetune_1"]
     assert len(before) == len(trained_alphas) > 0
