@@ -80,8 +80,9 @@ class Goal:
     cost: str
     leaner_than: Callable[[], float] | None = None
     # whether the run may go on training candidates past those it has ready: a search whose
-    # budget is spent says no, and so does one whose early stopping would stop this run. A method that can end with its ready candidates asks before each
-    # further one and after each of its epochs (``report_while_optional``), and ends with them.
+    # budget is spent says no, and so does one whose early stopping would stop this run. A method
+    # that can end with its ready candidates asks before each further one and after each of its
+    # epochs (``report_while_optional``), and ends with them.
     go_on: Callable[[], bool] | None = None
 
     def worth(self, cost: float) -> bool:

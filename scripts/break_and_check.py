@@ -174,7 +174,7 @@ MUTATIONS = [
      "        if result.get(CANDIDATES_READY) and self.bulletin is not None:", "        if False:",
      ["tests/test_early_stopping.py::test_a_trial_judged_to_stop_with_candidates_ready_ends_with_them_unless_it_trains_on"]),
     ("a wound-up trial trains on for ever", "raytailor/search/scheduler.py",
-     "            if epochs - self._winding_up[trial.trial_id] <= 1 or is_finished(result):",
+     "            if epochs - judged.epochs <= 1 or is_finished(result):",
      "            if True:",
      ["tests/test_early_stopping.py::test_a_trial_judged_to_stop_with_candidates_ready_ends_with_them_unless_it_trains_on"]),
     ("a cut-short trial teaches early stopping's margin", "raytailor/search/scheduler.py",

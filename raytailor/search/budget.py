@@ -87,8 +87,8 @@ class EpochBudget:
         self.running.add(trial)
 
     def ended(self, trial: str, *, finished: bool = False) -> None:
-        """``finished``: it ran to its end (not stopped, not failed, not cut short), so its epochs teach what a
-        trial spends."""
+        """``finished``: it ran to its end (not stopped, not failed, not cut short), so its epochs
+        teach what a trial spends."""
         if finished and trial in self.running and trial in self.epochs:
             self.finished.append(self.epochs[trial])
         self.running.discard(trial)

@@ -44,8 +44,8 @@ class StoppedToTensorBoard(tune.Callback):
     """When early stopping or the budget ends a trial, put where and why into that trial's
     TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text; for
     a trial that ended with the models it had ready, the text ``budget/cut_short`` (the budget
-    was spent) or ``early_stopping/cut_short`` (early stopping's call). ``folder``: the search's (task's) folder, which holds the
-    records of both."""
+    was spent) or ``early_stopping/cut_short`` (early stopping's call). ``folder``: the search's
+    (task's) folder, which holds the records of both."""
 
     def __init__(self, *, folder: Path) -> None:
         self.folder = Path(folder)

@@ -62,8 +62,13 @@ class Point:
 class Stop:
     rung: int
     epochs: int
-    reason: str
+    reason: str  # "stopped at epoch N: <why>"
     estimate: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def why(self) -> str:
+        """The judgement without where it was made."""
+        return self.reason.partition(": ")[2] or self.reason
 
 
 class EarlyStopping:
@@ -151,10 +156,9 @@ class EarlyStopping:
     def stop_anyway(self, trial: str, epochs: int) -> Stop:
         """A trial wound up kept training: it is stopped after all, at ``epochs``."""
         judged = self.wound_up.pop(trial)
-        why = judged.reason.partition(": ")[2] or judged.reason
         self.stopped[trial] = stop = Stop(judged.rung, epochs, (
             f"stopped at epoch {epochs}: judged at epoch {judged.epochs} (with sub-models ready, it trained on "
-            f"instead of ending with them): {why}"), judged.estimate)
+            f"instead of ending with them): {judged.why}"), judged.estimate)
         self._save()
         return stop
 
@@ -208,14 +212,18 @@ class EarlyStopping:
         a proportion of 0 or 1 counts as one image's worth of variance)."""
         if not _dominates(a, b):
             return False
-        if not self.val_images or self.dominance_se == 0:
+        if not self._allows_noise:
             return True
         n = self.val_images
         variance = sum(max(p * (1 - p), 1 / n) for p in (a[0] / 100, b[0] / 100)) / n
         return a[0] - b[0] >= self.dominance_se * 100 * math.sqrt(variance)
 
+    @property
+    def _allows_noise(self) -> bool:
+        return bool(self.val_images) and self.dominance_se > 0
+
     def _beyond_noise(self) -> str:
-        if not self.val_images or self.dominance_se == 0:
+        if not self._allows_noise:
             return ""
         return f" (more than {self.dominance_se:g} standard errors on {self.val_images} validation images)"
 

@@ -47,8 +47,7 @@ def cut_short_reason(stop: Stop | None) -> str:
     judgement (``stop``, recorded as wound up), else the spent budget."""
     if stop is None:
         return CUT_SHORT_REASON
-    judged = stop.reason.partition(": ")[2] or stop.reason  # "stopped at epoch N: <why>"
-    return f"{CUT_SHORT} at epoch {stop.epochs}, early stopping's call: {judged}"
+    return f"{CUT_SHORT} at epoch {stop.epochs}, early stopping's call: {stop.why}"
 
 
 def trial_row(trial_id: str, config: dict, metrics: dict | None, error: str | None, spec: Spec,

@@ -342,12 +342,13 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
             set_aside(record, experiment)
         if task.spec.search.stopping is not None and interrupted:
             _forget_estimates(task.spec, task.folder, target, kept_epochs)
-        _complete_tensorboard(task, ended, asked, target)
+        kept = {t: final_metrics(r, target) for t, r in ended.items()}  # a trial finished by its checkpoint too
+        _complete_tensorboard(task, ended, kept, asked)
         task.trials = max(task.spec.search.trials - len(ended), 0)
-        kept = [final_metrics(r, target) for r in ended.values()]  # a trial finished by its checkpoint too
-        task.spent_epochs, task.finished_epochs = budget_epochs_kept(kept)
+        task.spent_epochs, task.finished_epochs = budget_epochs_kept(list(kept.values()))
         cost = leanest_cost(task.spec.objectives)
-        task.kept_leanest = min((float(m[cost]) for m in kept if m.get("feasible") and cost in m), default=math.inf)
+        task.kept_leanest = min((float(m[cost]) for m in kept.values() if m.get("feasible") and cost in m),
+                                default=math.inf)
         # a sampler seeded as at the start would draw the values it drew then again
         task.seed = task.spec.search.seed + len(study.trials)
     if any(task.trials for task in tasks):
@@ -356,10 +357,11 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
     return _finish(out_dir, tasks, verbose)
 
 
-def _complete_tensorboard(task: SearchTask, ended: dict[str, TrialRecord], asked: dict, target: float) -> None:
-    """The end of every kept trial's TensorBoard run (its HParams) where the interruption came
-    between the trial's end and Tune logging it (a trial finished by its checkpoint, or stopped
-    by its record, with the driver gone). Trial folders on remote storage are left as they are."""
+def _complete_tensorboard(task: SearchTask, ended: dict[str, TrialRecord], kept: dict[str, dict], asked: dict) -> None:
+    """The end of every kept trial's TensorBoard run (its HParams, ``kept``: its final metrics by
+    trial id) where the interruption came between the trial's end and Tune logging it (a trial
+    finished by its checkpoint, or stopped by its record, with the driver gone). Trial folders on
+    remote storage are left as they are."""
     import pyarrow.fs
 
     from raytailor.search.tensorboard import complete_trial_end
@@ -367,7 +369,7 @@ def _complete_tensorboard(task: SearchTask, ended: dict[str, TrialRecord], asked
     for record in ended.values():
         if isinstance(record.filesystem, pyarrow.fs.LocalFileSystem):
             config = record.config or _config_of(task.spec, asked.get(record.trial_id, {}), task.name)
-            complete_trial_end(Path(record.folder), config, final_metrics(record, target), task.spec.space)
+            complete_trial_end(Path(record.folder), config, kept[record.trial_id], task.spec.space)
 
 
 def _resume_plan(task: SearchTask, records: list[TrialRecord]

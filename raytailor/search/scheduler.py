@@ -38,7 +38,6 @@ class ConstrainedEarlyStopping(FIFOScheduler):
         super().__init__()
         self.record, self.settings, self.budget, self.bulletin = record, settings, budget, bulletin
         self._posted = False
-        self._winding_up: dict[str, int] = {}  # trial -> the epoch it was judged to stop at
         self._rules: EarlyStopping | None = None
 
     @property
@@ -66,10 +65,10 @@ class ConstrainedEarlyStopping(FIFOScheduler):
         if self.rules is None:
             return TrialScheduler.CONTINUE
         epochs = int(result[EPOCHS])
-        if trial.trial_id in self._winding_up:  # ending with its candidates: at most one more epoch
-            if epochs - self._winding_up[trial.trial_id] <= 1 or is_finished(result):
+        judged = self.rules.wound_up.get(trial.trial_id)  # ending with its candidates: one more epoch at most
+        if judged is not None:
+            if epochs - judged.epochs <= 1 or is_finished(result):
                 return TrialScheduler.CONTINUE
-            del self._winding_up[trial.trial_id]
             self.rules.stop_anyway(trial.trial_id, epochs)
             return TrialScheduler.STOP
         if not estimate:
@@ -80,7 +79,6 @@ class ConstrainedEarlyStopping(FIFOScheduler):
         if result.get(CANDIDATES_READY) and self.bulletin is not None:  # stopping it would lose them
             self.rules.wind_up(trial.trial_id)
             self.bulletin.wind_up(trial.trial_id)
-            self._winding_up[trial.trial_id] = epochs
             return TrialScheduler.CONTINUE
         return TrialScheduler.STOP
 
