@@ -2,6 +2,9 @@
 
 import math
 import pickle
+import subprocess
+import sys
+import textwrap
 import time
 
 import optuna
@@ -574,3 +577,24 @@ def test_a_search_starts_a_private_ray_unless_given_an_address(monkeypatch):
     _init_ray("auto")
     _init_ray("10.0.0.5:6379")
     assert asked == ["local", "auto", "10.0.0.5:6379"]
+
+
+def test_a_private_ray_starts_while_the_driver_imports_and_ends_without_waiting_on_its_monitor():
+    """The driver's Tune, callbacks and output writers are imported while ``ray.init`` waits on
+    the processes it starts, so importing the runner must not import Tune itself; and a private
+    instance's end kills the autoscaler monitor (which would hold Ray's shutdown a second) and
+    shuts Ray down. In a fresh interpreter: what is imported is the point."""
+    code = textwrap.dedent("""
+        import sys
+        import ray
+        import raytailor.search.runner as runner
+        assert "ray.tune" not in sys.modules, "importing the runner imports Tune: nothing overlaps ray.init"
+        runner._init_ray(None)
+        assert {"ray.tune", "raytailor.search.callbacks", "raytailor.search.scheduler"} <= set(sys.modules)
+        monitor = ray._private.worker._global_node.all_processes["monitor"][0].process
+        runner._end_private_ray()
+        assert monitor.returncode == -9, monitor.returncode  # killed, not asked to stop
+        assert not ray.is_initialized()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

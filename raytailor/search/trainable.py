@@ -20,8 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
 from raytailor.errors import RaytailorError
 from raytailor.methods import CANDIDATES_READY, CUT_SHORT, SUBMODELS_STAGE, estimate_of
 from raytailor.pareto import leanest_cost, meets_target
@@ -99,6 +97,8 @@ def restart_key(config: dict[str, Any]) -> str:
 def _restore(folder: Path, config: dict[str, Any], restarts: str | None) -> None:
     """Put the trial's last stage checkpoint into ``folder``: Tune's (a retry after its worker
     died), else the one a resumed search left for these values."""
+    from ray import tune
+
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as saved:
@@ -146,6 +146,8 @@ def tailoring_trial(config: dict[str, Any], shared: SharedTask | dict[str, Share
 def _go_on(bulletin: SearchBulletin | None, spec: Any) -> Any:
     """What the run asks before training a candidate it could end without: the bulletin, for this
     trial. None where nothing would ever say no (no budget, no early stopping)."""
+    from ray import tune
+
     if bulletin is None or (spec.search.budget_epochs is None and spec.search.stopping is None):
         return None
     return functools.partial(bulletin.go_on, tune.get_context().get_trial_id())
@@ -153,6 +155,8 @@ def _go_on(bulletin: SearchBulletin | None, spec: Any) -> Any:
 
 def _run_trial(prepared: Any, teacher: Any, values: dict[str, Any], shared: SharedTask,
                checkpoints: StageCheckpoints, bulletin: SearchBulletin | None) -> None:
+    from ray import tune
+
     epochs = restored = checkpoints.trained_epochs  # a restored trial goes on counting
 
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
