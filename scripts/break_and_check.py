@@ -265,6 +265,12 @@ MUTATIONS = [
     ("unkept sub-model export message", "raytailor/export_run.py",
      "was not kept: another sub-model of the run", "is unavailable: another sub-model of the run",
      ["tests/test_transtailor.py::test_transtailor_tailor_export_and_evaluate_end_to_end"]),
+    ("importing the runner imports Tune (nothing overlaps ray.init)", "raytailor/search/trainable.py",
+     "from raytailor.errors import RaytailorError\n", "from ray import tune  # noqa: F401\nfrom raytailor.errors import RaytailorError\n",
+     ["tests/test_search_units.py::test_a_private_ray_starts_while_the_driver_imports_and_ends_without_waiting_on_its_monitor"]),
+    ("a private Ray's end waits on its autoscaler monitor", "raytailor/search/runner.py",
+     "            info.process.kill()\n", "            pass\n",
+     ["tests/test_search_units.py::test_a_private_ray_starts_while_the_driver_imports_and_ends_without_waiting_on_its_monitor"]),
 ]
 
 CONTRACT = [
