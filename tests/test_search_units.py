@@ -594,7 +594,9 @@ def test_a_private_ray_starts_while_the_driver_imports_and_ends_without_waiting_
         monitor = ray._private.worker._global_node.all_processes["monitor"][0].process
         at_shutdown, shutdown = [], ray.shutdown
         ray.shutdown = lambda *args, **kwargs: (at_shutdown.append(monitor.poll()), shutdown(*args, **kwargs))
-        runner._end_private_ray()
+        runner._end_private_ray(object())  # another instance than the one running: left alone
+        assert at_shutdown == [] and monitor.poll() is None
+        runner._end_private_ray(ray._private.worker._global_node)
         assert at_shutdown == [-9], at_shutdown  # killed before Ray's shutdown, not left to it
         assert not ray.is_initialized()
     """)

@@ -152,11 +152,11 @@ def _init_ray(address: str | None) -> None:
                  configure_logging=True, logging_level="ERROR")
     finally:
         importing.join()
-    if address is None:
-        atexit.register(_end_private_ray)  # runs before Ray's own exit handler (registered at import)
+    if address is None:  # runs before Ray's own exit handler (registered at import)
+        atexit.register(_end_private_ray, getattr(ray._private.worker, "_global_node", None))
 
 
-def _end_private_ray() -> None:
+def _end_private_ray(started: Any) -> None:
     """Shut the private instance down at exit, without two waits of Ray's own exit handler
     (about 1.5 of the 1.7 s a search's end took on 2 cores). That handler sleeps half a second
     for the workers' log lines to reach the driver (a search takes none: ``log_to_driver`` is
@@ -164,12 +164,16 @@ def _end_private_ray() -> None:
     on SIGTERM: the autoscaler monitor, the one process of a single machine's instance that keeps
     nothing, spends that whole second reporting its end to the GCS stopped before it. It is
     killed first, reached through Ray's private node object (a Ray where that changed only
-    gets the slower shutdown back)."""
+    gets the slower shutdown back). ``started``: the node ``_init_ray`` started; an instance
+    started after it (a caller who shut this one down and started their own) is left to Ray's
+    own handler."""
     import ray
 
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None or node is not started:
+        return
     try:
-        node = ray._private.worker._global_node
-        for info in node.all_processes.get("monitor", []) if node is not None and node.is_head() else []:
+        for info in node.all_processes.get("monitor", []) if node.is_head() else []:
             info.process.kill()
             info.process.wait(timeout=1)
     except Exception:  # noqa: BLE001 - Ray's shutdown below stops it in any case
