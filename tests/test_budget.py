@@ -268,3 +268,21 @@ def test_a_budget_is_a_whole_number_of_epochs(value, message):
     assert load_spec(DEMO, overrides=["search.budget_epochs=48"]).search.budget_epochs == 48
     with pytest.raises(SpecError, match=message):
         load_spec(DEMO, overrides=[f"search.budget_epochs={value}"])
+
+
+def test_a_budgeted_search_plans_its_sampler_for_the_trials_its_budget_buys():
+    """TPE's random start-up is a third of the trials the sampler plans for (2 to 10). With an
+    epoch budget that is the trials the budget could carry at the fewest epochs a trial spends
+    (a student and one fine-tune: 24 on the demo, 12 at 8 + 4), not ``search.trials``, a cap
+    the budget ends the search before: planned for 16, a 46-epoch search's 3 or 4 trials of 8 + 4
+    epochs would all be random."""
+    from raytailor.search.searcher import planned_trials, sampler_for
+
+    assert planned_trials(load_spec(DEMO)) == 8
+    short = ["student_epochs=8", "finetune_epochs=4"]
+    budgeted = load_spec(DEMO, overrides=[*short, "search.trials=16", "search.budget_epochs=46"])
+    assert planned_trials(budgeted) == 3
+    assert planned_trials(load_spec(DEMO, overrides=["search.trials=16", "search.budget_epochs=46"])) == 1
+    assert planned_trials(load_spec(DEMO, overrides=["search.trials=2", "search.budget_epochs=500"])) == 2
+    assert sampler_for(budgeted, 0)._n_startup_trials == 2
+    assert sampler_for(load_spec(DEMO, overrides=[*short, "search.trials=16"]), 0)._n_startup_trials == 5

@@ -255,7 +255,7 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     from raytailor.search.callbacks import RunEnded, StoppedToTensorBoard, SubmodelsToStudy, TablesAsTrialsEnd
     from raytailor.search.bulletin import SearchBulletin
     from raytailor.search.progress import SearchProgress
-    from raytailor.search.searcher import ConstrainedOptunaSearch, make_sampler
+    from raytailor.search.searcher import ConstrainedOptunaSearch, sampler_for
     from raytailor.search.tasks import ForTask, TaskScheduler, TaskSearcher
     from raytailor.search.tensorboard import TrialTensorBoard
 
@@ -269,7 +269,7 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
         target = task.shared.accuracy_target
         searchers[task.name] = ConstrainedOptunaSearch(
             space=_space(task.spec), metric=metrics, mode=modes,
-            sampler=make_sampler(spec.search.sampler, task.seed, spec.search.trials), study_name=task.study_name,
+            sampler=sampler_for(task.spec, task.seed), study_name=task.study_name,
             accuracy_target=target, storage_path=task.folder / JOURNAL, budget=_budget(task, recorded=False),
         )
         schedulers[task.name] = _scheduler(task, target, bulletins[task.name])

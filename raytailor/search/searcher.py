@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.search import Searcher
@@ -31,6 +31,9 @@ from ray.tune.search.optuna import OptunaSearch
 from raytailor.errors import SpecError
 from raytailor.search.budget import EpochBudget
 from raytailor.search.trainable import EPOCHS, FAILED, SAMPLED, is_finished, ran_to_its_end
+
+if TYPE_CHECKING:
+    from raytailor.spec import Spec
 
 CONSTRAINT = "accuracy_target"
 DASHBOARD_CONSTRAINTS = "constraints"  # the system attribute optuna-dashboard reads
@@ -43,8 +46,9 @@ def set_constraint(trial: optuna.trial.Trial, violation: float) -> None:
 
 
 def make_sampler(name: str, seed: int, trials: int = 100) -> optuna.samplers.BaseSampler:
-    """A seeded sampler. TPE's random start-up phase scales with the budget (Optuna's default of
-    10 random trials would leave a small search with no model-based trial at all)."""
+    """A seeded sampler. TPE's random start-up phase scales with the ``trials`` the search plans
+    for (a third, 2 to 10; Optuna's default of 10 random trials would leave a small search with
+    no model-based trial at all)."""
     if name == "tpe":
         startup = max(2, min(10, trials // 3))
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
@@ -55,6 +59,22 @@ def make_sampler(name: str, seed: int, trials: int = 100) -> optuna.samplers.Bas
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     raise SpecError(f"search.sampler must be one of tpe, nsga2, random, gp, got {name!r}")
+
+
+def planned_trials(spec: Spec) -> int:
+    """The trials a search's sampler plans for (TPE's random start-up scales with them):
+    ``search.trials``, or, where an epoch budget (``search.budget_epochs``) could carry fewer
+    trials of the fewest epochs, that many. ``search.trials`` is then a cap the budget ends the
+    search before, and planning for it would leave the trials the budget buys all random."""
+    budget = spec.search.budget_epochs
+    if budget is None:
+        return spec.search.trials
+    return max(1, min(spec.search.trials, budget // max(1, spec.fewest_epochs())))
+
+
+def sampler_for(spec: Spec, seed: int) -> optuna.samplers.BaseSampler:
+    """The search's sampler (``search.sampler``), planned for ``planned_trials(spec)``."""
+    return make_sampler(spec.search.sampler, seed, planned_trials(spec))
 
 
 def journal_storage(path: Path) -> optuna.storages.JournalStorage:
