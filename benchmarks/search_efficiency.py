@@ -15,7 +15,8 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
   trial (a running trial stops at the first epoch it reports beyond the budget, so a search
   may exceed its budget by that much); ``search.trials`` 16 so that the budget, not the
   number of trials, ends it;
-- h: (g) with ``finetune_prunings: leanest_up`` (the walk from the leanest up, no probe).
+- h: (g) with ``finetune_prunings: leanest_up`` (the walk from the leanest up, no probe);
+- i: (g) with ``finetune_prunings: bisect`` (halving, the middle pruning of use first).
 
 ``--against FILE`` takes (a) from an earlier run's ``--json`` instead of running it again (the
 budgets of (g) and (h) and every comparison use that round's (a)).
@@ -78,8 +79,9 @@ VARIANTS = {
     "f": [GRID, "finetune_prunings=leanest_first"],
     "g": [GRID, "finetune_prunings=leanest_first", "search.trials=16"],  # + the budget: half of (a)'s
     "h": [GRID, "finetune_prunings=leanest_up", "search.trials=16"],  # + the budget: half of (a)'s
+    "i": [GRID, "finetune_prunings=bisect", "search.trials=16"],  # + the budget: half of (a)'s
 }
-HALF_BUDGET = ("g", "h")
+HALF_BUDGET = ("g", "h", "i")
 CONCURRENT = 2  # the demo's search.max_concurrent
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
@@ -219,7 +221,7 @@ def main() -> None:
             parser.error(f"{args.against} has no (a) for {', '.join(missing)}")
         args.variants = [v for v in args.variants if v != "a"]
     elif any(v in args.variants for v in HALF_BUDGET) and "a" not in args.variants:
-        parser.error("variants g and h are given half of variant a's epochs: run a too, or give --against")
+        parser.error("variants g, h and i are given half of variant a's epochs: run a too, or give --against")
     sets = DEFAULT_SETS if args.sets is None else args.sets
     results: dict = {task: {v: {} for v in args.variants} for task in args.tasks}
     if earlier is not None:  # JSON keys are strings: the seeds become ints again

@@ -341,7 +341,7 @@ BAD_FOLDERS = [
      "is neither a tailor run"),
     ("a leanest_first typo", lambda t: ["tailor", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),
                                        "--set", "finetune_prunings=leanest"],
-     "finetune_prunings must be one of all, leanest_first, leanest_up, got 'leanest'"),
+     "finetune_prunings must be one of all, leanest_first, leanest_up, bisect, got 'leanest'"),
     ("tailor a multi-task spec", lambda t: ["tailor", str(_task_folder(t).parent / "spec.yaml"), "--out",
                                            str(t / "out")], "which only `raytailor search` runs; this command takes"),
     ("a budget of no epochs", lambda t: ["search", str(_spec_text(t, _yaml({}))), "--out", str(t / "out"),

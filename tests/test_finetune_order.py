@@ -1,17 +1,21 @@
-"""Which pruning of a student leanest_first fine-tunes next, on scripted fine-tune outcomes."""
+"""Which pruning of a student leanest_first, leanest_up and bisect fine-tune next, on scripted
+fine-tune outcomes."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
-from raytailor.nettailor.finetune_order import LeanestFirst
+from raytailor.nettailor.finetune_order import LeanestFirst, fine_tune_order
 
 
-def walk(costs, accuracy, target, bounds=None, probe=True):
+def walk(costs, accuracy, target, bounds=None, probe=True, policy=None):
     """The positions fine-tuned, in order, when pruning p fine-tunes to ``accuracy[p]``."""
     bounds = iter(bounds) if bounds is not None else itertools.repeat(math.inf)
-    order = LeanestFirst(costs, bound=lambda: next(bounds), probe=probe)
+    if policy is None:
+        order = LeanestFirst(costs, bound=lambda: next(bounds), probe=probe)
+    else:
+        order = fine_tune_order(policy, costs, bound=lambda: next(bounds))
     tried = []
     while (position := order.next()) is not None:
         tried.append(position)
@@ -77,3 +81,40 @@ def test_without_the_probe_the_walk_finds_the_leanest_that_reaches_the_target_wh
         assert tried == list(range(accuracy.index(95) + 1))
     # the bound still leaves out what costs more than a feasible model the search holds
     assert walk(costs, [50, 60, 70, 95], target=90, bounds=[2.5] * 4, probe=False) == [0, 1]
+
+
+def test_bisect_finds_the_leanest_that_reaches_the_target_in_log_fine_tunes_when_accuracy_grows_with_cost():
+    """Every target on every monotone grid of 1-7 prunings (shuffled positions): the pruning the
+    run would choose among all of them fine-tuned is found, in ceil(log2(n + 1)) fine-tunes at
+    most, the middle one (the leaner of two) first."""
+    for n in range(1, 8):
+        costs = [float(c) for c in (3, 1, 6, 2, 5, 7, 4)[:n]]
+        accuracy = [10.0 * c for c in costs]
+        ranked = sorted(range(n), key=lambda p: costs[p])
+        for j in range(n + 1):
+            target = accuracy[ranked[j - 1]] if j else 1e9
+            tried = walk(costs, accuracy, target, policy="bisect")
+            chosen = leanest_reaching(costs, accuracy, target)
+            assert min((p for p in tried if accuracy[p] >= target), key=lambda p: costs[p], default=None) == chosen
+            assert len(tried) <= math.ceil(math.log2(n + 1)), (n, j, tried)
+            assert len(set(tried)) == len(tried)
+            assert tried[0] == ranked[(n - 1) // 2]
+    # 3 prunings: always 2 fine-tunes, where leanest_first takes 1 to 3
+    assert walk([1.0, 2.0, 3.0], [95, 95, 95], target=90, policy="bisect") == [1, 0]
+    assert walk([1.0, 2.0, 3.0], [50, 60, 95], target=90, policy="bisect") == [1, 2]
+    assert walk([1.0, 2.0, 3.0], [50, 60, 95], target=90) == [0, 2, 1]
+
+
+def test_bisect_keeps_to_the_bound_and_trusts_every_miss_and_hit():
+    costs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    accuracy = [50, 60, 70, 80, 90]
+    # the bound leaves 1..3 of use: the middle of those first
+    assert walk(costs, accuracy, target=65, bounds=[3.0] * 5, policy="bisect") == [1, 2]
+    # a bound under every cost: the leanest only (the run yields a model)
+    assert walk(costs, accuracy, target=65, bounds=[0.0] * 5, policy="bisect") == [0]
+    # the bound falls below what a hit left of use: it ends there
+    assert walk(costs, accuracy, target=55, bounds=[9.0, 1.5, 1.5], policy="bisect") == [2, 0]
+    # non-monotone: a miss rules out every cheaper pruning, though one of them would reach it
+    assert walk(costs, [95, 50, 50, 50, 95], target=90, policy="bisect") == [2, 3, 4]
+    # equal costs: one of them is fine-tuned; the other, as costly as a hit or a miss, is not
+    assert walk([1.0, 2.0, 2.0], [50, 95, 95], target=90, policy="bisect") == [1, 0]

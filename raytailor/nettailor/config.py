@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-FINETUNE_PRUNINGS = ("all", "leanest_first", "leanest_up")
+FINETUNE_PRUNINGS = ("all", "leanest_first", "leanest_up", "bisect")
 STUDENT_CLASSIFIERS = ("teacher", "fresh")
 
 
@@ -31,8 +31,8 @@ class NetTailorConfig:
     # Which prunings are fine-tuned: "all"; "leanest_up": from the leanest up, until one reaches
     # the accuracy target (each left out costs more: it could not be the run's choice, only a
     # more accurate point); "leanest_first": the same, probing the costliest after the first miss
-    # and ending if it misses too (``finetune_order.py``). The run's own (theta, K) is fine-tuned
-    # only if reached.
+    # and ending if it misses too; "bisect": halving, the middle one first (``finetune_order.py``).
+    # The run's own (theta, K) is fine-tuned only if reached.
     finetune_prunings: str = "all"
     # the student's classifier starts as the "teacher"'s (our default) or "fresh" (the public
     # NetTailor code: the new task's classifier, newly initialised)

@@ -20,7 +20,7 @@ from raytailor.nettailor.compaction import compact
 from raytailor.nettailor.complexity import ExpectedComplexity
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.distillation import teacher_loss
-from raytailor.nettailor.finetune_order import LeanestFirst
+from raytailor.nettailor.finetune_order import fine_tune_order
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.projection import PathCosts
@@ -44,11 +44,11 @@ class Pruning:
 @dataclass
 class NetTailorOutcome:
     prunings: list[Pruning]       # one per distinct set of surviving paths fine-tuned, in that order:
-    #                               the run's own (theta, K) first (leanest_first/_up: the leanest first)
+    #                               the run's own (theta, K) first (by cost: as ``finetune_order`` names them)
     attention: dict[str, float]   # student attention per path before pruning
     duplicates: int = 0           # grid points whose survivors an earlier pruning already had
     empty: int = 0                # grid points that left no path to the classifier
-    skipped: int = 0              # distinct prunings not fine-tuned (leanest_first/_up, or cut short)
+    skipped: int = 0              # distinct prunings not fine-tuned (by cost, or cut short)
     cut_short: bool = False       # ended with the prunings it had when ``goal.go_on`` said no
 
     @property
@@ -175,11 +175,11 @@ def run_nettailor(
 ) -> NetTailorOutcome:
     """Train one student, then prune it with every (theta, K) of ``pruning_grid`` and fine-tune
     each distinct pruning. With ``finetune_prunings: leanest_first`` (or ``leanest_up``, without the
-    probe) and a ``goal``, only the
-    prunings that could be the run's choice are fine-tuned, in the order of ``LeanestFirst``:
-    from the leanest up to the first that reaches the target, nothing costlier than
-    ``goal.leaner_than`` past the leanest, and after the first miss the costliest still of use
-    as a probe (if it misses too, none in between). Once ``goal.go_on`` says no (a search's
+    probe, or ``bisect``) and a ``goal``, only the
+    prunings that could be the run's choice are fine-tuned, in the order of ``finetune_order.py``
+    (``leanest_first``: from the leanest up to the first that reaches the target, nothing
+    costlier than ``goal.leaner_than`` past the leanest, and after the first miss the costliest
+    still of use as a probe; if it misses too, none in between). Once ``goal.go_on`` says no (a search's
     budget is spent), the run ends with the prunings it has fine-tuned, leaving out the one in
     training (never the first). Raises if no pruning leaves a path to the classifier."""
     grid = pruning_grid(config)
@@ -189,7 +189,7 @@ def run_nettailor(
     student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size,
                             classifier=config.student_classifier)
     costs = PathCosts.measure(student)
-    by_cost = config.finetune_prunings in ("leanest_first", "leanest_up") and goal is not None
+    by_cost = config.finetune_prunings in ("leanest_first", "leanest_up", "bisect") and goal is not None
 
     def student_estimate(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         # what the run would produce from here (raytailor.methods)
@@ -236,9 +236,9 @@ def run_nettailor(
     if not distinct:
         raise failure
     if by_cost:
-        order = LeanestFirst([costs.of(survivors)[f"projected_{goal.cost}"] for *_, survivors in distinct],
-                             bound=goal.leaner_than or (lambda: math.inf),
-                             probe=config.finetune_prunings == "leanest_first")
+        order = fine_tune_order(config.finetune_prunings,
+                                [costs.of(survivors)[f"projected_{goal.cost}"] for *_, survivors in distinct],
+                                bound=goal.leaner_than or (lambda: math.inf))
         rank = {position: r for r, position in enumerate(order.order)}
         positions = iter(order.next, None)
     else:
