@@ -29,7 +29,8 @@ target), in accuracy points x MACs / teacher MACs (so 1.0 is a model as small as
 1 point above the target). And the search's *anytime* cost: the training epochs (and
 trial-seconds) all its trials had spent at the moment it first held a feasible model at least
 as lean as (a)'s leanest of the same seed (a model is held once its trial has finished; the
-moment is its trial's last report). Tasks: the demo (digits, 16 px) and synthetic shapes (12 classes,
+moment is its trial's last report), and ``a_same_epochs``: the leanest feasible model (a) held
+once it had spent as many training epochs as the search did (what (a) finds with its compute). Tasks: the demo (digits, 16 px) and synthetic shapes (12 classes,
 2 of them unseen in the backbone's pre-training, another data seed), both offline, with the
 targets and ranges in ``TASKS``; ``demo_val20`` (not run by default) is the demo with twice its
 validation images, taken from its test split. Every seed
@@ -128,6 +129,14 @@ def anytime(measured: dict, macs: float | None) -> tuple[float | None, float | N
     return spent_by(measured["timelines"], min(moments))
 
 
+def held_after(measured: dict, epochs: float) -> float | None:
+    """The leanest feasible model's MACs the search held once its trials had spent ``epochs``
+    training epochs (a model is held from its trial's last report); None if none yet."""
+    held = [cost for cost, moment in measured["feasible_models"]
+            if spent_by(measured["timelines"], moment)[0] <= epochs]
+    return min(held, default=None)
+
+
 def measure(out: Path, wall: float) -> dict:
     from raytailor.trials_table import model_rows
 
@@ -160,19 +169,22 @@ def _spread(values: list[float | None], fmt: str) -> str:
 
 
 def add_anytime(results: dict) -> None:
-    """Each run's ``epochs_to_a`` / ``seconds_to_a``: ``anytime`` at (a)'s leanest of its seed."""
+    """Each run's ``epochs_to_a`` / ``seconds_to_a``: ``anytime`` at (a)'s leanest of its seed;
+    and ``a_same_epochs``: the leanest feasible model (a) held after as many epochs as the run
+    spent (what (a) would have found with the run's compute)."""
     for by_variant in results.values():
         for by_seed in by_variant.values():
             for seed, measured in by_seed.items():
                 a = by_variant.get("a", {}).get(seed)
                 macs = a["leanest_macs"] if a else None
                 measured["epochs_to_a"], measured["seconds_to_a"] = anytime(measured, macs)
+                measured["a_same_epochs"] = held_after(a, measured["epochs"]) if a else None
 
 
 def report(results: dict, variants: list[str]) -> None:
     columns = [("trial_seconds", ".0f"), ("epochs", ".0f"), ("wall", ".0f"), ("stopped", ".0f"),
                ("leanest_macs", ",.0f"), ("leanest_test_accuracy", ".2f"), ("hypervolume", ".2f"),
-               ("epochs_to_a", ".0f"), ("seconds_to_a", ".0f")]
+               ("epochs_to_a", ".0f"), ("seconds_to_a", ".0f"), ("a_same_epochs", ",.0f")]
     for task, by_variant in results.items():
         print(f"\n## {task}: median (range) over seeds {sorted(next(iter(by_variant.values())))}")
         print("| variant | " + " | ".join(name for name, _ in columns) + " |")
@@ -197,8 +209,10 @@ def report(results: dict, variants: list[str]) -> None:
                 reached = ("never as lean as (a)'s leanest" if d["epochs_to_a"] is None else
                            f"as lean as (a)'s leanest after {d['epochs_to_a'] / a['epochs']:.2f} of (a)'s epochs, "
                            f"{d['seconds_to_a'] / a['trial_seconds']:.2f} of its trial-seconds")
+                same = d["a_same_epochs"]
                 print(f"seed {seed}: ({other})/(a) trial compute {d['trial_seconds'] / a['trial_seconds']:.2f}, "
-                      f"epochs {d['epochs'] / a['epochs']:.2f}; {lean}; {reached}")
+                      f"epochs {d['epochs'] / a['epochs']:.2f}; {lean}; {reached}; after as many epochs "
+                      f"({d['epochs']:.0f}) (a) held {'none' if same is None else f'{same:,.0f} MACs'}")
 
 
 def main() -> None:
