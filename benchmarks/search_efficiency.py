@@ -19,7 +19,7 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
 - i: (g) with ``finetune_prunings: bisect`` (halving, the middle pruning of use first).
 
 ``--against FILE`` takes (a) from an earlier run's ``--json`` instead of running it again (the
-budgets of (g) and (h) and every comparison use that round's (a)).
+budgets of (g), (h) and (i) and every comparison use that round's (a)).
 
 For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
 the training epochs of all trials), the command's wall time, the leanest feasible model

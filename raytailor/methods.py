@@ -69,7 +69,7 @@ class Goal:
     """What ``run.py`` will choose when the method makes no pick of its own: the leanest
     candidate by ``cost`` (``macs``, ``params`` or ``task_params``, as measured on the module)
     whose validation accuracy reaches ``accuracy_target``. A method may leave out work on
-    candidates that cannot be that one (NetTailor's ``finetune_prunings: leanest_first``).
+    candidates that cannot be that one (NetTailor's ``finetune_prunings: leanest_first``, ``bisect``).
 
     ``leaner_than``, where given, says what a candidate must not cost more than to be of any use:
     the teacher's cost (the teacher meets the target by definition) or, in a search, that of the

@@ -275,7 +275,7 @@ def test_a_budgeted_search_plans_its_sampler_for_the_trials_its_budget_buys():
     epoch budget that is the trials the budget could carry at the fewest epochs a trial spends
     (a student and one fine-tune: 24 on the demo, 12 at 8 + 4), not ``search.trials``, a cap
     the budget ends the search before: planned for 16, a 46-epoch search's 3 or 4 trials of 8 + 4
-    epochs would all be random."""
+    epochs would be random until 5 trials or sub-models had finished."""
     from raytailor.search.searcher import planned_trials, sampler_for
 
     assert planned_trials(load_spec(DEMO)) == 8

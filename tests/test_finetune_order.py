@@ -116,5 +116,7 @@ def test_bisect_keeps_to_the_bound_and_trusts_every_miss_and_hit():
     assert walk(costs, accuracy, target=55, bounds=[9.0, 1.5, 1.5], policy="bisect") == [2, 0]
     # non-monotone: a miss rules out every cheaper pruning, though one of them would reach it
     assert walk(costs, [95, 50, 50, 50, 95], target=90, policy="bisect") == [2, 3, 4]
-    # equal costs: one of them is fine-tuned; the other, as costly as a hit or a miss, is not
+    # equal costs: one as costly as a hit is not fine-tuned, one as costly as a miss is (other paths)
     assert walk([1.0, 2.0, 2.0], [50, 95, 95], target=90, policy="bisect") == [1, 0]
+    assert walk([1.0, 2.0, 2.0], [50, 50, 95], target=90, policy="bisect") == [1, 2]
+    assert walk([1.0, 2.0, 2.0, 3.0], [50, 50, 95, 99], target=90, policy="bisect") == [1, 2]

@@ -23,11 +23,13 @@ fine-tune's accuracy hardly depends on the cost (on the demo at 4 fine-tune epoc
 
 ``bisect`` searches for the same pruning by halving (``Bisect``): the middle one of use first,
 then the middle of the leaner ones after a hit, of the costlier ones after a miss (a miss rules
-out every pruning as cheap or cheaper, a hit every one as costly or costlier). Where accuracy
+out every cheaper pruning, a hit every one as costly or costlier; one as costly as a miss is
+still of use, its paths being others). Where accuracy
 grows with cost that finds the leanest pruning reaching the target in ceil(log2(n + 1))
 fine-tunes at most, whatever its position: 2 for 3 prunings, 3 for up to 7, where the walk with
-the probe takes up to n. It never fine-tunes 1 where the leanest reaches the target and the
-grid has more than 2 prunings: the order for grids where the leanest seldom does.
+the probe takes up to n (with distinct costs; every pruning as costly as a miss is fine-tuned
+too). It never fine-tunes 1 where the leanest reaches the target and more than 2 prunings are
+of use: the order for grids where the leanest seldom does.
 """
 
 from __future__ import annotations
@@ -83,8 +85,8 @@ class LeanestFirst:
 
 class Bisect:
     """``finetune_prunings: bisect``, with ``LeanestFirst``'s interface: the middle pruning of
-    use (the leaner of two middles), where of use means costlier than every miss, cheaper than
-    every hit and not costlier than ``bound`` (read at every ``next()``). If the bound leaves
+    use (the leaner of two middles), where of use means not tried, no cheaper than any miss,
+    cheaper than every hit and not costlier than ``bound`` (read at every ``next()``). If the bound leaves
     none at the first ``next()``, the leanest (the run yields a model)."""
 
     def __init__(self, costs: Sequence[float], bound: Callable[[], float] = lambda: math.inf) -> None:
@@ -98,7 +100,7 @@ class Bisect:
     def next(self) -> int | None:
         bound = self.bound()
         useful = [p for p in self.order if p not in self.tried
-                  and self.missed_cost < self.costs[p] < self.feasible_cost and self.costs[p] <= bound]
+                  and self.missed_cost <= self.costs[p] < self.feasible_cost and self.costs[p] <= bound]
         if not useful:
             return None if self.tried or not self.order else self.order[0]
         return useful[(len(useful) - 1) // 2]

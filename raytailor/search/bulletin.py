@@ -4,8 +4,8 @@ model it holds, and whether its budget is spent.
 A model that costs more than one the search already holds (feasible, saved) cannot be the
 search's leanest feasible model, and one that costs more than the teacher (which meets the
 target by definition) is of no use at all. A method that can leave out work on such models
-(NetTailor's ``finetune_prunings: leanest_first``: the prunings it would fine-tune past the
-leanest) reads this bound through ``methods.Goal.leaner_than`` before each costly step. Each
+(NetTailor's ``finetune_prunings: leanest_first``, ``leanest_up`` or ``bisect``: the prunings it
+would fine-tune past its first) reads this bound through ``methods.Goal.leaner_than`` before each costly step. Each
 trial offers its own chosen model's cost once it is feasible and saved (its final report
 returned, so a bound never stands for a model that was lost).
 

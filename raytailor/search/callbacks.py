@@ -33,7 +33,7 @@ class SubmodelsToStudy(tune.Callback):
         with trial.checkpoint.as_directory() as folder:
             saved = Path(folder) / "result.json"
             records = checkpoint_submodels(json.loads(saved.read_text())) if saved.is_file() else None
-        if not records:  # one left of a leanest_first grid may be another pruning than the trial's own
+        if not records:  # one left of a grid fine-tuned by cost may be another pruning than the trial's own
             return
         study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
         add_submodel_trials(study, space=self.space, config=trial.config, records=records, metrics=self.metrics,

@@ -65,7 +65,9 @@ def planned_trials(spec: Spec) -> int:
     """The trials a search's sampler plans for (TPE's random start-up scales with them):
     ``search.trials``, or, where an epoch budget (``search.budget_epochs``) could carry fewer
     trials of the fewest epochs, that many. ``search.trials`` is then a cap the budget ends the
-    search before, and planning for it would leave the trials the budget buys all random."""
+    search before, and planning for it would leave most of the trials the budget buys random
+    (Optuna counts finished trials, the sub-models a trial adds to the study among them, so a
+    trial with a pruning grid can end the start-up sooner)."""
     budget = spec.search.budget_epochs
     if budget is None:
         return spec.search.trials
