@@ -6,16 +6,15 @@ from __future__ import annotations
 import itertools
 import math
 
-from raytailor.nettailor.finetune_order import LeanestFirst, fine_tune_order
+from raytailor.nettailor.finetune_order import fine_tune_order
 
 
 def walk(costs, accuracy, target, bounds=None, probe=True, policy=None):
-    """The positions fine-tuned, in order, when pruning p fine-tunes to ``accuracy[p]``."""
+    """The positions fine-tuned, in order, when pruning p fine-tunes to ``accuracy[p]`` (``policy``
+    None: leanest_first, or leanest_up without the ``probe``)."""
     bounds = iter(bounds) if bounds is not None else itertools.repeat(math.inf)
-    if policy is None:
-        order = LeanestFirst(costs, bound=lambda: next(bounds), probe=probe)
-    else:
-        order = fine_tune_order(policy, costs, bound=lambda: next(bounds))
+    policy = policy or ("leanest_first" if probe else "leanest_up")
+    order = fine_tune_order(policy, costs, bound=lambda: next(bounds))
     tried = []
     while (position := order.next()) is not None:
         tried.append(position)

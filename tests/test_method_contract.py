@@ -16,7 +16,7 @@ from raytailor.methods import (
     CANDIDATES_READY, Candidate, Goal, MethodOutcome, TailoringMethod, estimate_of, get_method, methods,
 )
 from raytailor.nettailor.config import NetTailorConfig
-from raytailor.nettailor.finetune_order import LeanestFirst, fine_tune_order
+from raytailor.nettailor.finetune_order import fine_tune_order
 from raytailor.nettailor.pipeline import pruning_grid, run_nettailor
 from raytailor.pareto import mark_front
 from raytailor.run import Prepared, run_method
@@ -123,21 +123,21 @@ def test_leanest_first_fine_tunes_only_what_could_be_chosen():
     goal = Goal(accuracy_target=measured[best][1], cost="macs")
     lean, kept = run("leanest_first", goal)
     positions = list(measured)
-    order = LeanestFirst([measured[s][0] for s in positions])
-    expected = []
-    while (position := order.next()) is not None:
-        expected.append(positions[position])
-        order.reached(position, measured[positions[position]][1] >= goal.accuracy_target)
+
+    def named_by(policy):
+        """The prunings ``policy``'s order names, told the accuracies "all" measured."""
+        order, named = fine_tune_order(policy, [measured[s][0] for s in positions]), []
+        while (position := order.next()) is not None:
+            named.append(positions[position])
+            order.reached(position, measured[positions[position]][1] >= goal.accuracy_target)
+        return named
+
+    expected = named_by("leanest_first")
     assert list(kept) == expected and lean.skipped == len(measured) - len(kept)
     assert all(kept[s] == measured[s] for s in kept)  # the same fine-tuned models
     # bisect, the same target: the prunings Bisect names on those accuracies, the middle first
     halved, kept = run("bisect", goal)
-    order = fine_tune_order("bisect", [measured[s][0] for s in positions])
-    named = []
-    while (position := order.next()) is not None:
-        named.append(positions[position])
-        order.reached(position, measured[positions[position]][1] >= goal.accuracy_target)
-    assert list(kept) == named and halved.skipped == len(measured) - len(kept)
+    assert list(kept) == named_by("bisect") and halved.skipped == len(measured) - len(kept)
     assert all(kept[s] == measured[s] for s in kept)
     # the run's choice is "all"'s unless a probe missed above it (accuracy fell with cost)
     chosen = min((s for s in measured if measured[s][1] >= goal.accuracy_target), key=lambda s: measured[s][0])

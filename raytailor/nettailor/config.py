@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from raytailor.nettailor.finetune_order import BY_COST
 
-FINETUNE_PRUNINGS = ("all", "leanest_first", "leanest_up", "bisect")
+
+FINETUNE_PRUNINGS = ("all", *BY_COST)
 STUDENT_CLASSIFIERS = ("teacher", "fresh")
 
 

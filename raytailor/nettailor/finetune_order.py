@@ -37,6 +37,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+# the ``finetune_prunings`` values that fine-tune a student's prunings by cost, in an order of this module
+BY_COST = ("leanest_first", "leanest_up", "bisect")
+
 
 def by_cost(costs: Sequence[float]) -> list[int]:
     """The positions of ``costs``, the least cost first (among equal costs, the lower position)."""

@@ -20,7 +20,7 @@ from raytailor.nettailor.compaction import compact
 from raytailor.nettailor.complexity import ExpectedComplexity
 from raytailor.nettailor.config import NetTailorConfig
 from raytailor.nettailor.distillation import teacher_loss
-from raytailor.nettailor.finetune_order import fine_tune_order
+from raytailor.nettailor.finetune_order import BY_COST, fine_tune_order
 from raytailor.nettailor.graph import Path, dense_paths
 from raytailor.nettailor.network import PathNetwork
 from raytailor.nettailor.projection import PathCosts
@@ -189,7 +189,7 @@ def run_nettailor(
     student = build_student(pretrained, teacher, skips=config.skips, image_size=image_size,
                             classifier=config.student_classifier)
     costs = PathCosts.measure(student)
-    by_cost = config.finetune_prunings in ("leanest_first", "leanest_up", "bisect") and goal is not None
+    by_cost = config.finetune_prunings in BY_COST and goal is not None
 
     def student_estimate(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         # what the run would produce from here (raytailor.methods)
