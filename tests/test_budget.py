@@ -270,7 +270,7 @@ def test_a_budget_is_a_whole_number_of_epochs(value, message):
         load_spec(DEMO, overrides=[f"search.budget_epochs={value}"])
 
 
-def test_a_budgeted_search_plans_its_sampler_for_the_trials_its_budget_buys():
+def test_a_budgeted_search_plans_its_sampler_for_the_trials_its_budget_buys(tmp_path):
     """TPE's random start-up is a third of the trials the sampler plans for (2 to 10). With an
     epoch budget that is the trials the budget could carry at the fewest epochs a trial spends
     (a student and one fine-tune: 24 on the demo, 12 at 8 + 4), not ``search.trials``, a cap
@@ -286,3 +286,8 @@ def test_a_budgeted_search_plans_its_sampler_for_the_trials_its_budget_buys():
     assert planned_trials(load_spec(DEMO, overrides=["search.trials=2", "search.budget_epochs=500"])) == 2
     assert sampler_for(budgeted, 0)._n_startup_trials == 2
     assert sampler_for(load_spec(DEMO, overrides=[*short, "search.trials=16"]), 0)._n_startup_trials == 5
+    # and the search's own searcher is built so (runner: one per task)
+    from raytailor.search.runner import _objective_metrics, _searcher, _tasks
+
+    (task,) = _tasks(budgeted, tmp_path)
+    assert _searcher(task, 90.0, *_objective_metrics(budgeted))._sampler._n_startup_trials == 2

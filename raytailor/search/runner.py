@@ -209,6 +209,18 @@ def _budget(task: SearchTask, *, recorded: bool) -> EpochBudget | None:
                        trial_epochs=task.spec.fewest_epochs(), finished_before=task.finished_epochs)
 
 
+def _searcher(task: SearchTask, accuracy_target: float, metrics: list[str], modes: list[str]):
+    """The task's Optuna searcher on the study in its journal, its sampler seeded ``task.seed``
+    and planned for the trials the task's spec buys (``searcher.planned_trials``)."""
+    from raytailor.search.searcher import ConstrainedOptunaSearch, sampler_for
+
+    return ConstrainedOptunaSearch(
+        space=_space(task.spec), metric=metrics, mode=modes, sampler=sampler_for(task.spec, task.seed),
+        study_name=task.study_name, accuracy_target=accuracy_target, storage_path=task.folder / JOURNAL,
+        budget=_budget(task, recorded=False),
+    )
+
+
 def _scheduler(task: SearchTask, accuracy_target: float, bulletin: Any = None):
     """Early stopping (``search.early_stopping``) and the budget (``search.budget_epochs``, posted
     on ``bulletin`` once spent), or Tune's first-in first-out without either."""
@@ -255,7 +267,6 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     from raytailor.search.callbacks import RunEnded, StoppedToTensorBoard, SubmodelsToStudy, TablesAsTrialsEnd
     from raytailor.search.bulletin import SearchBulletin
     from raytailor.search.progress import SearchProgress
-    from raytailor.search.searcher import ConstrainedOptunaSearch, sampler_for
     from raytailor.search.tasks import ForTask, TaskScheduler, TaskSearcher
     from raytailor.search.tensorboard import TrialTensorBoard
 
@@ -267,11 +278,7 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     searchers, schedulers, callbacks, ended_trials = {}, {}, [], {}
     for task in tasks:
         target = task.shared.accuracy_target
-        searchers[task.name] = ConstrainedOptunaSearch(
-            space=_space(task.spec), metric=metrics, mode=modes,
-            sampler=sampler_for(task.spec, task.seed), study_name=task.study_name,
-            accuracy_target=target, storage_path=task.folder / JOURNAL, budget=_budget(task, recorded=False),
-        )
+        searchers[task.name] = _searcher(task, target, metrics, modes)
         schedulers[task.name] = _scheduler(task, target, bulletins[task.name])
         own = [SubmodelsToStudy(journal=task.folder / JOURNAL, study_name=task.study_name, space=spec.space,
                                 metrics=metrics, accuracy_target=target),
