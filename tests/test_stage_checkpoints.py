@@ -109,41 +109,64 @@ def test_nettailor_cut_short_in_a_later_pruning_ends_as_the_uninterrupted_run(ta
         assert a.survivors == b.survivors and _same(a.model, b.model)
 
 
+def _run_by_cost(task, policy, bound=math.inf, folder=None, crash_in=None):
+    """NetTailor with ``finetune_prunings: policy`` and a target no pruning reaches, under
+    ``bound``; dies in the first epoch of the stage ``crash_in`` says yes to. (outcome, the
+    (stage, epoch) reports, the fine-tuned prunings' costs)."""
+    splits, loader = task
+    torch.manual_seed(0)  # the backbone's new classifier too
+    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
+    config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=1, finetune_epochs=2,
+                             prune_blocks=[0, 4, 6, 8], batch_size=16, finetune_prunings=policy)
+    seen = []
+
+    def on_epoch(stage, epoch, metrics):
+        seen.append((stage, epoch))
+        if crash_in is not None and crash_in(stage):
+            raise Crash
+    with resumable(StageCheckpoints(folder)) if folder else nullcontext():
+        outcome = run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
+                                train_loader=loader(splits.train, True), val_loader=loader(splits.val),
+                                on_epoch=on_epoch, verbose=False,
+                                goal=Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: bound))
+    return outcome, seen, [image_macs(p.model, 16) for p in outcome.prunings]
+
+
 def test_a_leanest_first_run_continued_under_a_lower_bound_loads_no_pruning_into_another(task, tmp_path):
     """A trial started again may read a lower bound (another trial's model finished meanwhile),
     so its probe (finetune_order.py) can be another pruning. A stage's name says which pruning it
     fine-tunes, so the saved probe is not loaded into the new one: the continued run trains the
     new probe from its first epoch and ends as an uninterrupted run under the lower bound."""
-    splits, loader = task
-    pretrained = create_backbone("resnet20", num_classes=3, weights=DEMO_WEIGHTS)
-
-    def run(policy, bound=math.inf, folder=None, crash=False):
-        config = NetTailorConfig(skips=1, theta=0.01, blocks_removed=2, student_epochs=1, finetune_epochs=2,
-                                 prune_blocks=[0, 4, 6, 8], batch_size=16, finetune_prunings=policy)
-        torch.manual_seed(0)
-        seen = []
-
-        def on_epoch(stage, epoch, metrics):
-            seen.append((stage, epoch))
-            if crash and stage not in ("student", "finetune"):  # in the second fine-tune
-                raise Crash
-        with resumable(StageCheckpoints(folder)) if folder else nullcontext():
-            return run_nettailor(pretrained, copy.deepcopy(pretrained), config=config, image_size=16,
-                                 train_loader=loader(splits.train, True), val_loader=loader(splits.val),
-                                 on_epoch=on_epoch, verbose=False,
-                                 goal=Goal(accuracy_target=101.0, cost="macs", leaner_than=lambda: bound)), seen
-
-    everything, _ = run("all")
-    costs = sorted(image_macs(p.model, 16) for p in everything.prunings)
+    costs = sorted(_run_by_cost(task, "all")[2])
     n = len(costs)
     assert n >= 3
     with pytest.raises(Crash):  # no bound: the leanest misses, the probe is the costliest (rank n - 1)
-        run("leanest_first", folder=tmp_path, crash=True)
+        _run_by_cost(task, "leanest_first", folder=tmp_path, crash_in=lambda stage: stage not in ("student", "finetune"))
     lower = costs[n - 2]  # under the probe's cost: the new probe is rank n - 2
-    continued, seen = run("leanest_first", lower, folder=tmp_path)
-    reference, _ = run("leanest_first", lower)
+    continued, seen, _ = _run_by_cost(task, "leanest_first", lower, folder=tmp_path)
+    reference, _, reference_costs = _run_by_cost(task, "leanest_first", lower)
     assert seen == [(f"finetune_{n - 2}", 1), (f"finetune_{n - 2}", 2)]
-    assert [image_macs(p.model, 16) for p in reference.prunings] == [costs[0], costs[n - 2]]
+    assert reference_costs == [costs[0], costs[n - 2]]
+    for a, b in zip(continued.prunings, reference.prunings, strict=True):
+        assert a.survivors == b.survivors and _same(a.model, b.model)
+
+
+def test_a_bisect_run_continued_under_a_lower_bound_loads_no_pruning_into_another(task, tmp_path):
+    """The same for ``bisect``, whose first fine-tune is the middle pruning of use: cut short in
+    it, then started again under a bound only the leanest is within, the run fine-tunes the
+    leanest from its first epoch (not the middle one's saved state) and ends as an uninterrupted
+    run under that bound."""
+    costs = sorted(_run_by_cost(task, "all")[2])
+    n = len(costs)
+    middle = (n - 1) // 2
+    assert middle >= 1
+    with pytest.raises(Crash):
+        _run_by_cost(task, "bisect", folder=tmp_path, crash_in=lambda stage: stage.startswith("finetune"))
+    assert StageCheckpoints(tmp_path).stages[-1]["stage"] == f"finetune_{middle}"  # saved after its first epoch
+    continued, seen, continued_costs = _run_by_cost(task, "bisect", costs[0], folder=tmp_path)
+    reference, _, reference_costs = _run_by_cost(task, "bisect", costs[0])
+    assert seen == [("finetune", 1), ("finetune", 2)]
+    assert continued_costs == reference_costs == [costs[0]]
     for a, b in zip(continued.prunings, reference.prunings, strict=True):
         assert a.survivors == b.survivors and _same(a.model, b.model)
 
