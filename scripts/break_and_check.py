@@ -115,7 +115,7 @@ MUTATIONS = [
     ("a missing probe does not end leanest_first's walk", "raytailor/nettailor/finetune_order.py",
      "            self._done = True", "            pass",
      ["tests/test_finetune_order.py::test_a_missing_probe_ends_the_walk_and_a_reaching_one_lets_it_go_on_below"]),
-    ("leanest_first and leanest_up name a fine-tune by its count, not its pruning", "raytailor/nettailor/pipeline.py",
+    ("by-cost orders name a fine-tune by its count, not its pruning", "raytailor/nettailor/pipeline.py",
      "        k = rank[position] if by_cost else len(outcome.prunings)", "        k = len(outcome.prunings)",
      ["tests/test_stage_checkpoints.py::test_a_leanest_first_run_continued_under_a_lower_bound_loads_no_pruning_into_another",
       "tests/test_stage_checkpoints.py::test_a_bisect_run_continued_under_a_lower_bound_loads_no_pruning_into_another"]),
