@@ -1,6 +1,7 @@
 """Search pieces without running Ray Tune: space, constrained searcher, rows."""
 
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -518,9 +519,9 @@ def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_f
     """What a search's trials read before each pruning they might fine-tune (methods.Goal
     .leaner_than): the least cost offered, never a non-finite one; and whether they may go on
     past their ready candidates (Goal.go_on): until the scheduler posts the budget spent (every
-    trial) or the trial wound up (that one). Once
-    the actor is gone: the seed (the teacher's cost) and go on, so a lost actor costs work,
-    never a model."""
+    trial) or the trial wound up (that one). An actor whose process dies is started again with
+    what it held. Once the actor is gone for good: the seed (the teacher's cost) and go on, so a
+    lost actor costs work, never a model."""
     import ray
 
     from raytailor.search.bulletin import SearchBulletin
@@ -546,7 +547,11 @@ def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_f
         while trial_copy.go_on() and time.monotonic() < deadline:  # spend() does not wait
             time.sleep(0.05)
         assert not trial_copy.go_on()
-        ray.kill(leanest._actor)  # asynchronous: a call made at once may still reach it
+        pid = ray.get(leanest._actor.__ray_call__.remote(lambda board: os.getpid()))
+        ray.kill(leanest._actor, no_restart=False)  # its process dies; Ray starts it again
+        assert trial_copy.least() == 400.0 and not trial_copy.go_on("t2") and not trial_copy.go_on("t1")
+        assert ray.get(leanest._actor.__ray_call__.remote(lambda board: os.getpid())) != pid
+        ray.kill(leanest._actor)  # for good; asynchronous: a call made at once may still reach it
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -557,6 +562,10 @@ def test_the_bulletin_posts_the_leanest_feasible_cost_and_the_spent_budget_and_f
         assert leanest.least() == 1000.0
         assert leanest.go_on()
         leanest.offer(10.0)  # nothing raised
+        folder = leanest._folder
+        assert os.path.isdir(folder)
+        leanest.close()
+        assert not os.path.exists(folder)
     finally:
         ray.shutdown()
 

@@ -17,48 +17,85 @@ trial wound up).
 
 One small Ray actor per task holds both: seeded with the teacher's cost and, on resume, with
 that of the kept trials' models. Trials that run side by side learn of each other's models as
-they go. If the actor cannot be reached, a trial falls back to the seed and goes on (the
-scheduler stops it at the budget as it would any other).
+they go. The actor lives on the driver's node and keeps what it was told in a small JSON file
+there, so that if its process dies Ray starts it again with what it held (calls made meanwhile
+wait for it); it ends only with that node, i.e. with the search. If it cannot be reached all
+the same, a trial falls back to the seed and goes on (the scheduler stops it at the budget as
+it would any other).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import ray
 
 
 class _Board:
-    def __init__(self, cost: float) -> None:
-        self.cost = cost
-        self.spent = False
-        self.wound_up: set[str] = set()
+    """The actor's state; ``state``: the file it is kept in (read back when Ray restarts it)."""
+
+    def __init__(self, cost: float, state: str) -> None:
+        self.state = Path(state)
+        self.cost, self.spent, self.wound_up = cost, False, set()
+        if self.state.is_file():  # started again after its process died
+            saved = json.loads(self.state.read_text())
+            self.cost, self.spent, self.wound_up = saved["cost"], saved["spent"], set(saved["wound_up"])
 
     def offer(self, cost: float) -> None:
-        if math.isfinite(cost):
-            self.cost = min(self.cost, cost)
+        if math.isfinite(cost) and cost < self.cost:
+            self.cost = cost
+            self._save()
 
     def least(self) -> float:
         return self.cost
 
     def spend(self) -> None:
         self.spent = True
+        self._save()
 
     def wind_up(self, trial: str) -> None:
         self.wound_up.add(trial)
+        self._save()
 
     def may_go_on(self, trial: str | None) -> bool:
         return not self.spent and trial not in self.wound_up
 
+    def _save(self) -> None:
+        tmp = self.state.with_name(f".{self.state.name}.tmp")
+        tmp.write_text(json.dumps({"cost": self.cost, "spent": self.spent, "wound_up": sorted(self.wound_up)}))
+        os.replace(tmp, self.state)
+
 
 class SearchBulletin:
-    """Made on the driver (which must keep it alive while the trials run), handed to every trial
-    and to the scheduler."""
+    """Made on the driver (which must keep it alive while the trials run and ``close`` it after),
+    handed to every trial and to the scheduler."""
 
     def __init__(self, seed: float) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         self.seed = float(seed)
+        self._folder = tempfile.mkdtemp(prefix="raytailor-bulletin-")  # on the driver's node, as the actor
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         # no CPU of its own: it must never keep a trial from starting
-        self._actor = ray.remote(num_cpus=0)(_Board).remote(self.seed)
+        self._actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=here)(
+            _Board).remote(self.seed, os.path.join(self._folder, "bulletin.json"))
+
+    def __getstate__(self) -> dict:
+        return {"seed": self.seed, "_actor": self._actor, "_folder": None}  # the folder is the driver's
+
+    def close(self) -> None:
+        """The driver's call once the trials have ended: the actor and its file go."""
+        try:
+            ray.kill(self._actor)
+        except (ray.exceptions.RayError, ValueError):
+            pass  # gone already
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     def least(self) -> float:
         """The cost of the leanest feasible model the search holds (the seed until one is offered)."""

@@ -313,6 +313,9 @@ def _run_trials(tasks: list[SearchTask], *, storage: str, verbose: bool, restart
     except Exception:
         if not ended.ended:
             raise
+    finally:
+        for bulletin in bulletins.values():
+            bulletin.close()
 
 
 def run_search(
