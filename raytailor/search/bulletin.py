@@ -29,18 +29,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import ray
 
 
 class _Board:
-    """The actor's state; ``state``: the file it is kept in (read back when Ray restarts it)."""
+    """The actor's state, kept in a file on its node named by ``token`` (read back when Ray
+    starts the actor again: with the same arguments, on the same node)."""
 
-    def __init__(self, cost: float, state: str) -> None:
-        self.state = Path(state)
+    def __init__(self, cost: float, token: str) -> None:
+        self.state = Path(tempfile.gettempdir()) / f"raytailor-bulletin-{token}.json"
         self.cost, self.spent, self.wound_up = cost, False, set()
         if self.state.is_file():  # started again after its process died
             saved = json.loads(self.state.read_text())
@@ -65,6 +66,9 @@ class _Board:
     def may_go_on(self, trial: str | None) -> bool:
         return not self.spent and trial not in self.wound_up
 
+    def forget(self) -> None:
+        self.state.unlink(missing_ok=True)
+
     def _save(self) -> None:
         tmp = self.state.with_name(f".{self.state.name}.tmp")
         tmp.write_text(json.dumps({"cost": self.cost, "spent": self.spent, "wound_up": sorted(self.wound_up)}))
@@ -79,23 +83,19 @@ class SearchBulletin:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.seed = float(seed)
-        self._folder = tempfile.mkdtemp(prefix="raytailor-bulletin-")  # on the driver's node, as the actor
-        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        # on the driver's node while it lives (soft: anywhere else rather than nowhere)
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
         # no CPU of its own: it must never keep a trial from starting
         self._actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=here)(
-            _Board).remote(self.seed, os.path.join(self._folder, "bulletin.json"))
-
-    def __getstate__(self) -> dict:
-        return {"seed": self.seed, "_actor": self._actor, "_folder": None}  # the folder is the driver's
+            _Board).remote(self.seed, uuid.uuid4().hex)
 
     def close(self) -> None:
         """The driver's call once the trials have ended: the actor and its file go."""
         try:
+            ray.get(self._actor.forget.remote(), timeout=60)
             ray.kill(self._actor)
-        except (ray.exceptions.RayError, ValueError):
+        except (ray.exceptions.RayError, TimeoutError, ValueError):
             pass  # gone already
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
 
     def least(self) -> float:
         """The cost of the leanest feasible model the search holds (the seed until one is offered)."""
