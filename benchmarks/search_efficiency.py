@@ -18,10 +18,11 @@ The same spec is searched five ways, as separate ``raytailor search`` commands:
 - h: (g) with ``finetune_prunings: leanest_up`` (the walk from the leanest up, no probe);
 - i: (g) with ``finetune_prunings: bisect`` (halving, the middle pruning of use first);
 - j: (i) with every K from 0 to 6 in the grid (seven prunings per student, where halving takes
-  at most three fine-tunes when accuracy grows with cost).
+  at most three fine-tunes when accuracy grows with cost);
+- k: (g) with every K from 0 to 6 in the grid (leanest first, the probe).
 
 ``--against FILE`` takes (a) from an earlier run's ``--json`` instead of running it again (the
-budgets of (g), (h), (i) and (j) and every comparison use that round's (a)).
+budgets of (g) to (k) and every comparison use that round's (a)).
 
 For each search: trial compute (the sum of the trials' own time, Tune's ``time_total_s``, and
 the training epochs of all trials), the command's wall time, the leanest feasible model
@@ -85,8 +86,9 @@ VARIANTS = {
     "h": [GRID, "finetune_prunings=leanest_up", "search.trials=16"],  # + the budget: half of (a)'s
     "i": [GRID, "finetune_prunings=bisect", "search.trials=16"],  # + the budget: half of (a)'s
     "j": [FULL_GRID, "finetune_prunings=bisect", "search.trials=16"],  # + the budget: half of (a)'s
+    "k": [FULL_GRID, "finetune_prunings=leanest_first", "search.trials=16"],  # + the budget: half of (a)'s
 }
-HALF_BUDGET = ("g", "h", "i", "j")
+HALF_BUDGET = ("g", "h", "i", "j", "k")
 CONCURRENT = 2  # the demo's search.max_concurrent
 # the demo's budget, halved so that 2 tasks x 5 variants x 3 seeds fit in about an hour on 2 cores
 DEFAULT_SETS = ["student_epochs=8", "finetune_epochs=4"]
@@ -239,7 +241,7 @@ def main() -> None:
             parser.error(f"{args.against} has no (a) for {', '.join(missing)}")
         args.variants = [v for v in args.variants if v != "a"]
     elif any(v in args.variants for v in HALF_BUDGET) and "a" not in args.variants:
-        parser.error("variants g, h, i and j are given half of variant a's epochs: run a too, or give --against")
+        parser.error("variants g, h, i, j and k are given half of variant a's epochs: run a too, or give --against")
     sets = DEFAULT_SETS if args.sets is None else args.sets
     results: dict = {task: {v: {} for v in args.variants} for task in args.tasks}
     if earlier is not None:  # JSON keys are strings: the seeds become ints again
