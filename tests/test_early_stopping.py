@@ -2,6 +2,7 @@
 what the searcher and the tables make of a stopped trial. No Ray instance is started."""
 
 import pickle
+from pathlib import Path
 
 import optuna
 import pytest
@@ -306,6 +307,36 @@ def test_tensorboard_says_which_call_cut_a_trial_short(tmp_path):
     assert [t.split("/")[0] for t in tags["judged"]] == ["early_stopping"]
     assert [t.split("/")[0] for t in tags["budgeted"]] == ["budget"]
     assert not stopped_trials(tmp_path / "early_stopping.json")  # judged was wound up, not stopped
+
+
+def test_a_resume_marks_a_stop_the_interruption_kept_from_tensorboard_once(tmp_path):
+    """Stopped by the rules, then the driver interrupted before Tune's callbacks ran: the trial
+    is kept stopped, and the resume's completion of its run writes where and why (what the
+    callback would have); a run that has the mark gets no second one."""
+    import pyarrow.fs
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from raytailor.search.runner import SearchTask, _complete_tensorboard
+    from raytailor.search.trial_folders import TrialRecord
+    from raytailor.spec import load_spec
+
+    rules = _rules(tmp_path, min_finished=1)
+    rules.on_estimate("leader", 2, _estimate(95.0, 1000))
+    rules.on_finished("leader", 96.0)
+    assert rules.on_estimate("judged", 2, _estimate(30.0, 2000)) is not None
+    folder = tmp_path / "trials" / "judged"
+    folder.mkdir(parents=True)
+    last = {"epochs": 2, "estimate/val_accuracy": 30.0, "estimate/macs": 2000.0}
+    config = {"gamma1": 0.3, "gamma2": 3.0, "skips": 2, "theta": 0.05, "blocks_removed": 2}
+    record = TrialRecord("judged", pyarrow.fs.LocalFileSystem(), str(folder), config, [last])
+    spec = load_spec(Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml")
+    task = SearchTask(None, tmp_path, spec, study_name="unit")
+    for _ in range(2):  # resumed twice: one mark
+        _complete_tensorboard(task, {"judged": record}, {"judged": {"epochs": 2}}, {})
+    assert len(list(folder.glob("events.out.tfevents.*.early_stopping"))) == 1
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert [e.value for e in events.Scalars("early_stopping/stopped_at_epoch")] == [2.0]
 
 
 def test_a_wound_up_trial_the_interruption_caught_is_kept_as_stopped_by_a_resume(tmp_path):

@@ -42,35 +42,18 @@ class SubmodelsToStudy(tune.Callback):
 
 class StoppedToTensorBoard(tune.Callback):
     """When early stopping or the budget ends a trial, put where and why into that trial's
-    TensorBoard run: the scalar ``early_stopping/stopped_at_epoch`` and the reason as text; for
-    a trial that ended with the models it had ready, the text ``budget/cut_short`` (the budget
-    was spent) or ``early_stopping/cut_short`` (early stopping's call). ``folder``: the search's
-    (task's) folder, which holds the records of both."""
+    TensorBoard run (``tensorboard.write_stop_marks``). ``folder``: the search's (task's)
+    folder, which holds the records of both."""
 
     def __init__(self, *, folder: Path) -> None:
         self.folder = Path(folder)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from raytailor.search.tensorboard import write_stop_marks
 
-        from raytailor.methods import CUT_SHORT
-        from raytailor.search.results import cut_short_reason, stopped_in, wound_up_in
-        from raytailor.search.trainable import EPOCHS
-
-        if not trial.local_path:
-            return
-        stop = stopped_in(self.folder).get(trial.trial_id)
-        last = getattr(trial, "last_result", None) or {}
-        if stop is None and last.get(CUT_SHORT):
-            judged = wound_up_in(self.folder).get(trial.trial_id)  # early stopping's call, else the budget
-            kind = "budget" if judged is None else "early_stopping"
-            with SummaryWriter(trial.local_path, filename_suffix=f".{kind}") as writer:
-                writer.add_text(f"{kind}/cut_short", cut_short_reason(judged), global_step=int(last.get(EPOCHS, 0)))
-        if stop is None:
-            return
-        with SummaryWriter(trial.local_path, filename_suffix=".early_stopping") as writer:
-            writer.add_scalar("early_stopping/stopped_at_epoch", stop.epochs, global_step=stop.epochs)
-            writer.add_text("early_stopping/reason", stop.reason, global_step=stop.epochs)
+        if trial.local_path:
+            write_stop_marks(Path(trial.local_path), trial.trial_id, self.folder,
+                             getattr(trial, "last_result", None) or {})
 
 
 class TablesAsTrialsEnd(tune.Callback):

@@ -427,17 +427,18 @@ def resume_search(out_dir: str | Path, *, address: str | None = None, verbose: b
 
 def _complete_tensorboard(task: SearchTask, ended: dict[str, TrialRecord], kept: dict[str, dict], asked: dict) -> None:
     """The end of every kept trial's TensorBoard run (its HParams, ``kept``: its final metrics by
-    trial id) where the interruption came between the trial's end and Tune logging it (a trial
-    finished by its checkpoint, or stopped by its record, with the driver gone). Trial folders on
-    remote storage are left as they are."""
+    trial id, and where and why it was stopped or cut short) where the interruption came between
+    the trial's end and Tune logging it (a trial finished by its checkpoint, or stopped by its
+    record, with the driver gone). Trial folders on remote storage are left as they are."""
     import pyarrow.fs
 
-    from raytailor.search.tensorboard import complete_trial_end
+    from raytailor.search.tensorboard import complete_trial_end, write_stop_marks
 
     for record in ended.values():
         if isinstance(record.filesystem, pyarrow.fs.LocalFileSystem):
             config = record.config or _config_of(task.spec, asked.get(record.trial_id, {}), task.name)
             complete_trial_end(Path(record.folder), config, kept[record.trial_id], task.spec.space)
+            write_stop_marks(Path(record.folder), record.trial_id, task.folder, record.metrics)
 
 
 def _resume_plan(task: SearchTask, records: list[TrialRecord]

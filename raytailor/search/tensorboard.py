@@ -129,3 +129,32 @@ def complete_trial_end(folder: Path, params: dict[str, Any], last: dict[str, Any
     with SummaryWriter(str(folder), filename_suffix=".resumed") as writer:
         write_trial_end(writer, params, last, space)
     return True
+
+
+def write_stop_marks(folder: Path, trial_id: str, records: Path, last: dict[str, Any]) -> None:
+    """Put where and why early stopping or the budget ended trial ``trial_id`` into its run in
+    ``folder`` (its local trial folder): the scalar ``early_stopping/stopped_at_epoch`` and the
+    reason as text; for a trial that ended with the models it had ready (``last``: its last
+    result), the text ``budget/cut_short`` (the budget was spent) or ``early_stopping/cut_short``
+    (early stopping's call). ``records``: the search's (task's) folder, which holds the records
+    of both. A mark the run already has is not written again, so a resume completes what an
+    interruption between a trial's end and Tune's callbacks left out."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from raytailor.methods import CUT_SHORT
+    from raytailor.search.results import cut_short_reason, stopped_in, wound_up_in
+
+    def marked(kind: str) -> bool:
+        return any(folder.glob(f"events.out.tfevents.*.{kind}"))
+
+    stop = stopped_in(records).get(trial_id)
+    if stop is None and last.get(CUT_SHORT):
+        judged = wound_up_in(records).get(trial_id)  # early stopping's call, else the budget
+        kind = "budget" if judged is None else "early_stopping"
+        if not marked(kind):
+            with SummaryWriter(str(folder), filename_suffix=f".{kind}") as writer:
+                writer.add_text(f"{kind}/cut_short", cut_short_reason(judged), global_step=int(last.get(EPOCHS, 0)))
+    if stop is not None and not marked("early_stopping"):
+        with SummaryWriter(str(folder), filename_suffix=".early_stopping") as writer:
+            writer.add_scalar("early_stopping/stopped_at_epoch", stop.epochs, global_step=stop.epochs)
+            writer.add_text("early_stopping/reason", stop.reason, global_step=stop.epochs)
