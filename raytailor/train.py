@@ -49,8 +49,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def precision_scope(precision: str, device: torch.device):
     """Forward passes inside run under bf16 autocast when ``precision`` is bf16 (matmuls and convs
     in bf16; softmax, losses and reductions in fp32 by autocast's own rules); ``fit`` runs its
-    backward pass and optimizer step outside it, and parameters stay fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    backward pass and optimizer step outside it, and parameters stay fp32.
+
+    Without autocast's cache of weight casts: the scope spans whole stages, and that cache lives
+    until the outermost autocast region ends, so every forward would reuse the bf16 copy of each
+    trained weight cast at the first step, whatever the optimizer did since (the weights would
+    seem frozen: the demo's teacher reached 15 % in 2 epochs instead of 92 %)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
 def sgd(param_groups: list[dict], config: OptimConfig) -> torch.optim.SGD:

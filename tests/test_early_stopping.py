@@ -309,10 +309,12 @@ def test_tensorboard_says_which_call_cut_a_trial_short(tmp_path):
     assert not stopped_trials(tmp_path / "early_stopping.json")  # judged was wound up, not stopped
 
 
-def test_a_resume_marks_a_stop_the_interruption_kept_from_tensorboard_once(tmp_path):
-    """Stopped by the rules, then the driver interrupted before Tune's callbacks ran: the trial
-    is kept stopped, and the resume's completion of its run writes where and why (what the
-    callback would have); a run that has the mark gets no second one."""
+def test_a_resume_marks_what_the_interruption_kept_from_tensorboard_once(tmp_path):
+    """The driver interrupted between a trial's end and Tune's callbacks: a trial the rules
+    stopped, one they wound up that had not yet ended with its models (kept as stopped), and
+    one cut short by the spent budget whose final report only its checkpoint holds. The
+    resume's completion of their runs writes where and why, as the callback would have; a run
+    that has its mark gets no second one."""
     import pyarrow.fs
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -324,19 +326,30 @@ def test_a_resume_marks_a_stop_the_interruption_kept_from_tensorboard_once(tmp_p
     rules.on_estimate("leader", 2, _estimate(95.0, 1000))
     rules.on_finished("leader", 96.0)
     assert rules.on_estimate("judged", 2, _estimate(30.0, 2000)) is not None
-    folder = tmp_path / "trials" / "judged"
-    folder.mkdir(parents=True)
-    last = {"epochs": 2, "estimate/val_accuracy": 30.0, "estimate/macs": 2000.0}
+    assert rules.on_estimate("wound", 2, _estimate(31.0, 2000)) is not None
+    rules.wind_up("wound")
     config = {"gamma1": 0.3, "gamma2": 3.0, "skips": 2, "theta": 0.05, "blocks_removed": 2}
-    record = TrialRecord("judged", pyarrow.fs.LocalFileSystem(), str(folder), config, [last])
-    spec = load_spec(Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml")
-    task = SearchTask(None, tmp_path, spec, study_name="unit")
-    for _ in range(2):  # resumed twice: one mark
-        _complete_tensorboard(task, {"judged": record}, {"judged": {"epochs": 2}}, {})
-    assert len(list(folder.glob("events.out.tfevents.*.early_stopping"))) == 1
-    events = EventAccumulator(str(folder))
+    per_epoch = {"epochs": 2, "estimate/val_accuracy": 30.0, "estimate/macs": 2000.0}
+    ended, kept = {}, {}
+    for trial in ("judged", "wound", "cut"):
+        folder = tmp_path / "trials" / trial
+        folder.mkdir(parents=True)
+        ended[trial] = TrialRecord(trial, pyarrow.fs.LocalFileSystem(), str(folder), config, [per_epoch])
+        kept[trial] = per_epoch
+    kept["cut"] = {"epochs": 3, "val_accuracy": 90.0, "cut_short": True, "finished": True}  # from its checkpoint
+    task = SearchTask(None, tmp_path, load_spec(Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"),
+                      study_name="unit")
+    for _ in range(2):  # resumed twice: one mark each
+        _complete_tensorboard(task, ended, kept, {})
+    for trial, kind in (("judged", "early_stopping"), ("wound", "early_stopping"), ("cut", "budget")):
+        assert len(list((tmp_path / "trials" / trial).glob(f"events.out.tfevents.*.{kind}"))) == 1, trial
+    for trial in ("judged", "wound"):
+        events = EventAccumulator(str(tmp_path / "trials" / trial))
+        events.Reload()
+        assert [e.value for e in events.Scalars("early_stopping/stopped_at_epoch")] == [2.0]
+    events = EventAccumulator(str(tmp_path / "trials" / "cut"))
     events.Reload()
-    assert [e.value for e in events.Scalars("early_stopping/stopped_at_epoch")] == [2.0]
+    assert events.Tags()["tensors"] == ["budget/cut_short/text_summary"]
 
 
 def test_a_wound_up_trial_the_interruption_caught_is_kept_as_stopped_by_a_resume(tmp_path):

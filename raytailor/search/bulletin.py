@@ -17,11 +17,11 @@ trial wound up).
 
 One small Ray actor per task holds both: seeded with the teacher's cost and, on resume, with
 that of the kept trials' models. Trials that run side by side learn of each other's models as
-they go. The actor lives on the driver's node and keeps what it was told in a small JSON file
-there, so that if its process dies Ray starts it again with what it held (calls made meanwhile
-wait for it); it ends only with that node, i.e. with the search. If it cannot be reached all
-the same, a trial falls back to the seed and goes on (the scheduler stops it at the budget as
-it would any other).
+they go. The actor is placed on the driver's node and keeps what it was told in a small JSON
+file there, so that if its process dies Ray starts it again with what it held (calls made
+meanwhile wait for it); the driver ends it after the trials (``close``). If its node dies, Ray
+starts it elsewhere with only its seed; if it cannot be reached at all, a trial falls back to
+the seed and goes on (the scheduler stops it at the budget as it would any other).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class _Board:
     def __init__(self, cost: float, token: str) -> None:
         self.state = Path(tempfile.gettempdir()) / f"raytailor-bulletin-{token}.json"
         self.cost, self.spent, self.wound_up = cost, False, set()
+        self.closed = False
         if self.state.is_file():  # started again after its process died
             saved = json.loads(self.state.read_text())
             self.cost, self.spent, self.wound_up = saved["cost"], saved["spent"], set(saved["wound_up"])
@@ -67,9 +68,12 @@ class _Board:
         return not self.spent and trial not in self.wound_up
 
     def forget(self) -> None:
+        self.closed = True  # an offer still in flight must not write the file again
         self.state.unlink(missing_ok=True)
 
     def _save(self) -> None:
+        if self.closed:
+            return
         tmp = self.state.with_name(f".{self.state.name}.tmp")
         tmp.write_text(json.dumps({"cost": self.cost, "spent": self.spent, "wound_up": sorted(self.wound_up)}))
         os.replace(tmp, self.state)
@@ -91,11 +95,17 @@ class SearchBulletin:
 
     def close(self) -> None:
         """The driver's call once the trials have ended: the actor and its file go."""
+        if not ray.is_initialized():
+            return  # Ray, and the actor with it, is gone
         try:
             ray.get(self._actor.forget.remote(), timeout=60)
-            ray.kill(self._actor)
-        except (ray.exceptions.RayError, TimeoutError, ValueError):
-            pass  # gone already
+        except (ray.exceptions.RayError, TimeoutError):
+            pass  # gone already, or out of reach: its file stays behind in its node's temp folder
+        finally:
+            try:
+                ray.kill(self._actor)
+            except (ray.exceptions.RayError, ValueError):
+                pass
 
     def least(self) -> float:
         """The cost of the leanest feasible model the search holds (the seed until one is offered)."""

@@ -438,7 +438,9 @@ def _complete_tensorboard(task: SearchTask, ended: dict[str, TrialRecord], kept:
         if isinstance(record.filesystem, pyarrow.fs.LocalFileSystem):
             config = record.config or _config_of(task.spec, asked.get(record.trial_id, {}), task.name)
             complete_trial_end(Path(record.folder), config, kept[record.trial_id], task.spec.space)
-            write_stop_marks(Path(record.folder), record.trial_id, task.folder, record.metrics)
+            # a trial finished by its checkpoint says it was cut short in its final metrics only
+            write_stop_marks(Path(record.folder), record.trial_id, task.folder,
+                             {**record.metrics, **kept[record.trial_id]})
 
 
 def _resume_plan(task: SearchTask, records: list[TrialRecord]

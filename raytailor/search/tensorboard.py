@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, FINISHED
+from raytailor.search.trainable import BEST_VAL_ACCURACY, EPOCHS, ESTIMATE, FINISHED, is_finished
 
 # the HParams metrics, in the order the HParams table shows them
 HPARAM_METRICS = ("val_accuracy", "macs", "feasible", "params", "task_params", "test_accuracy",
@@ -148,8 +148,11 @@ def write_stop_marks(folder: Path, trial_id: str, records: Path, last: dict[str,
         return any(folder.glob(f"events.out.tfevents.*.{kind}"))
 
     stop = stopped_in(records).get(trial_id)
+    judged = wound_up_in(records).get(trial_id)  # early stopping's call
+    if stop is None and judged is not None and not is_finished(last):
+        stop = judged  # wound up, then interrupted before it ended with its models: kept as stopped
+    # a trial needs one kind at most (stopped, or cut short), so both may use ".early_stopping"
     if stop is None and last.get(CUT_SHORT):
-        judged = wound_up_in(records).get(trial_id)  # early stopping's call, else the budget
         kind = "budget" if judged is None else "early_stopping"
         if not marked(kind):
             with SummaryWriter(str(folder), filename_suffix=f".{kind}") as writer:
