@@ -6,7 +6,7 @@ a search selects on; test accuracy is only reported, and both must hold here.
 
 import pytest
 
-from accuracy_floor import MARGINS, tailor, teacher_for
+from accuracy_floor import BF16_MARGIN, MARGINS, tailor, teacher_for
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +15,12 @@ def demo_task():
     # the teacher itself is a real fine-tuning of the shipped backbone, not a lucky split
     assert reference["val_accuracy"] >= 95.0 and reference["test_accuracy"] >= 95.0
     return prepared, teacher, reference
+
+
+@pytest.fixture(scope="module")
+def nettailor_fp32(demo_task):
+    prepared, teacher, _ = demo_task
+    return tailor("nettailor", prepared, teacher)
 
 
 def _assert_near_teacher(method: str, metrics: dict, reference: dict) -> None:
@@ -26,9 +32,9 @@ def _assert_near_teacher(method: str, metrics: dict, reference: dict) -> None:
 
 
 @pytest.mark.slow
-def test_nettailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task):
-    prepared, teacher, reference = demo_task
-    metrics = tailor("nettailor", prepared, teacher)
+def test_nettailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task, nettailor_fp32):
+    _, _, reference = demo_task
+    metrics = nettailor_fp32
     _assert_near_teacher("nettailor", metrics, reference)
     assert metrics["blocks_kept"] <= metrics["blocks_total"] - 2  # blocks_removed=2 in the budget
     assert metrics["macs"] < 0.9 * reference["macs"] and metrics["params"] < reference["params"]
@@ -45,3 +51,23 @@ def test_transtailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task):
     assert chain[0]["macs"] == reference["macs"]  # W* is the whole network
     assert chain[2]["macs"] < 0.7 * reference["macs"]  # two steps of 20 % of W*'s MACs each
     assert metrics["macs"] == chain[metrics["chosen_submodel"]]["macs"]
+
+
+@pytest.mark.slow
+def test_bf16_lands_within_a_point_and_a_half_of_fp32(demo_task, nettailor_fp32):
+    """``precision: bf16`` (every stage's forward passes under bf16 autocast): the teacher and
+    the NetTailor model trained that way land no more than BF16_MARGIN points below the same
+    runs in fp32 (test split, and the teacher's val; see accuracy_floor.BF16_MARGIN). A bf16
+    run whose weights stopped learning (autocast reusing a stage's first casts) lands tens of
+    points below."""
+    _, _, reference = demo_task
+    prepared, teacher, bf16_reference = teacher_for(seed=0, precision="bf16")
+    assert prepared.precision == "bf16"
+    bf16 = tailor("nettailor", prepared, teacher)
+    checks = [("teacher val", reference["val_accuracy"], bf16_reference["val_accuracy"]),
+              ("teacher test", reference["test_accuracy"], bf16_reference["test_accuracy"]),
+              ("nettailor test", nettailor_fp32["test_accuracy"], bf16["test_accuracy"])]
+    for name, fp32_accuracy, bf16_accuracy in checks:
+        assert bf16_accuracy >= fp32_accuracy - BF16_MARGIN, (
+            f"{name}: bf16 {bf16_accuracy:.2f}% against fp32 {fp32_accuracy:.2f}%")
+    assert bf16["macs"] < 0.9 * reference["macs"]
