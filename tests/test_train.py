@@ -129,3 +129,21 @@ def test_bf16_precision_runs_forward_passes_in_bf16_and_keeps_weights_and_losses
         model(torch.zeros(1, 3, 8, 8))
     assert seen[-1] == torch.float32
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_inside_one_bf16_scope_every_forward_sees_the_weights_as_they_are_now():
+    """A stage runs whole inside one precision_scope: a forward after an optimizer step must
+    use the updated weights, not a bf16 copy cast at the first step (autocast's cast cache)."""
+    from raytailor.train import precision_scope
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    x = torch.randn(3, 4)
+    with precision_scope("bf16", torch.device("cpu")):
+        before = model(x)
+        with torch.no_grad():
+            model.weight.add_(1.0)  # what optimizer.step() does, in place
+        after = model(x)
+    expected = x @ model.weight.detach().T + model.bias.detach()
+    assert not torch.equal(before, after)
+    assert torch.allclose(after.float(), expected, atol=0.1)
