@@ -45,13 +45,14 @@ BUDGET = {
 # seed. Digits has 10 classes (chance 10 %); these floors are far above a method that learned nothing.
 MARGINS = {"nettailor": {"val": 8.0, "test": 4.0}, "transtailor": {"val": 3.5, "test": 4.5}}
 
-# Points a bf16 run (teacher and NetTailor, every stage under bf16 autocast) may land below the
-# same run in fp32: issue 11's bound. fp32 - bf16 over seeds 0-3 at this budget
+# Points a bf16 run (the teacher and each method, every stage under bf16 autocast) may land
+# below the same run in fp32: issue 11's bound. fp32 - bf16 over seeds 0-3 at this budget
 # (`.venv/bin/python tests/accuracy_floor.py --bf16-gap --seeds 0 1 2 3`, 2 CPU cores): teacher
 # val 0.00, 0.70, 0.70, -0.70 and test -0.28, -0.28, 0.00, -0.28; NetTailor val -2.10, 0.70,
-# -0.70, 0.00 and test -0.56, 0.28, 1.11, -0.28. The test holds the bound on the test split
-# (359 images, 0.28 points each) and on the teacher's val; the student's val (143 images, 0.70
-# points each) moves by 2 images between the two either way.
+# -0.70, 0.00 and test -0.56, 0.28, 1.11, -0.28; TransTailor val 0.70, -0.70, 0.00, -1.40 and
+# test -0.28, -3.06, -0.28, 0.00. The test holds the bound on the test split (359 images, 0.28
+# points each) and on the teacher's val; a tailored model's val (143 images, 0.70 points each)
+# moves by 2 images between the two either way.
 BF16_MARGIN = 1.5
 
 
@@ -81,13 +82,13 @@ def tailor(method: str, prepared, teacher) -> dict:
 
 
 def bf16_gap(seed: int) -> dict:
-    """fp32 - bf16 in points: the teacher's and NetTailor's val and test accuracy."""
+    """fp32 - bf16 in points: the teacher's and each method's val and test accuracy."""
     runs = {}
     for precision in ("fp32", "bf16"):
         prepared, teacher, reference = teacher_for(seed, precision)
-        runs[precision] = {"teacher": reference, "nettailor": tailor("nettailor", prepared, teacher)}
+        runs[precision] = {"teacher": reference, **{m: tailor(m, prepared, teacher) for m in SPECS}}
     return {f"{model} {split}": round(runs["fp32"][model][f"{split}_accuracy"] - runs["bf16"][model][f"{split}_accuracy"], 2)
-            for model in ("teacher", "nettailor") for split in ("val", "test")}
+            for model in ("teacher", *SPECS) for split in ("val", "test")}
 
 
 def main() -> None:

@@ -23,6 +23,12 @@ def nettailor_fp32(demo_task):
     return tailor("nettailor", prepared, teacher)
 
 
+@pytest.fixture(scope="module")
+def transtailor_fp32(demo_task):
+    prepared, teacher, _ = demo_task
+    return tailor("transtailor", prepared, teacher)
+
+
 def _assert_near_teacher(method: str, metrics: dict, reference: dict) -> None:
     for split in ("val", "test"):
         gap = reference[f"{split}_accuracy"] - metrics[f"{split}_accuracy"]
@@ -42,9 +48,9 @@ def test_nettailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task, ne
 
 
 @pytest.mark.slow
-def test_transtailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task):
-    prepared, teacher, reference = demo_task
-    metrics = tailor("transtailor", prepared, teacher)
+def test_transtailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task, transtailor_fp32):
+    _, _, reference = demo_task
+    metrics = transtailor_fp32
     _assert_near_teacher("transtailor", metrics, reference)
     chain = metrics["submodels"]
     assert [r["submodel"] for r in chain] == [0, 1, 2]
@@ -54,9 +60,9 @@ def test_transtailor_is_smaller_and_within_its_margin_of_the_teacher(demo_task):
 
 
 @pytest.mark.slow
-def test_bf16_lands_within_a_point_and_a_half_of_fp32(demo_task, nettailor_fp32):
+def test_bf16_lands_within_a_point_and_a_half_of_fp32(demo_task, nettailor_fp32, transtailor_fp32):
     """``precision: bf16`` (every stage's forward passes under bf16 autocast): the teacher and
-    the NetTailor model trained that way land no more than BF16_MARGIN points below the same
+    both methods' models trained that way land no more than BF16_MARGIN points below the same
     runs in fp32 (test split, and the teacher's val; see accuracy_floor.BF16_MARGIN). A bf16
     run whose weights stopped learning (autocast reusing a stage's first casts) lands tens of
     points below."""
@@ -64,9 +70,11 @@ def test_bf16_lands_within_a_point_and_a_half_of_fp32(demo_task, nettailor_fp32)
     prepared, teacher, bf16_reference = teacher_for(seed=0, precision="bf16")
     assert prepared.precision == "bf16"
     bf16 = tailor("nettailor", prepared, teacher)
+    bf16_transtailor = tailor("transtailor", prepared, teacher)
     checks = [("teacher val", reference["val_accuracy"], bf16_reference["val_accuracy"]),
               ("teacher test", reference["test_accuracy"], bf16_reference["test_accuracy"]),
-              ("nettailor test", nettailor_fp32["test_accuracy"], bf16["test_accuracy"])]
+              ("nettailor test", nettailor_fp32["test_accuracy"], bf16["test_accuracy"]),
+              ("transtailor test", transtailor_fp32["test_accuracy"], bf16_transtailor["test_accuracy"])]
     for name, fp32_accuracy, bf16_accuracy in checks:
         assert bf16_accuracy >= fp32_accuracy - BF16_MARGIN, (
             f"{name}: bf16 {bf16_accuracy:.2f}% against fp32 {fp32_accuracy:.2f}%")
