@@ -20,9 +20,9 @@ Prints and writes (JSON):
 5. a CUDA forward of every backbone, one NetTailor pruning (compaction + a fine-tune step) and
    one TransTailor pruning step (factors, importance, surgery), each ok or its error;
 6. the shipped demo task tailored on the device in fp32 and in bf16 (``precision``), at the
-   accuracy-floor budget of ``tests/accuracy_floor.py`` (teacher 8 epochs, NetTailor 12 + 6):
-   the teacher's and the tailored model's val and test accuracy both ways, fp32 - bf16 in points
-   (issue 11: bf16 within 1.5 points), and the seconds each took.
+   accuracy-floor budget of ``tests/accuracy_floor.py`` (teacher 8 epochs, NetTailor 12 + 6,
+   with ``--quick`` too): the teacher's and the tailored model's val and test accuracy both
+   ways, fp32 - bf16 in points (issue 11: bf16 within 1.5 points), and the seconds each took.
 
 ``--device cpu --quick`` runs the same code small on a CPU, to check the script itself.
 """
@@ -268,32 +268,19 @@ def components(device: torch.device, quick: bool) -> list[dict]:
     return checks
 
 
-DEMO_BUDGET = ["teacher.epochs=8", "student_epochs=12", "finetune_epochs=6", "skips=2", "blocks_removed=2",
-               "theta=0.05"]
+def bf16_against_fp32(device: torch.device) -> dict:
+    """The demo's teacher and NetTailor trained on ``device`` in fp32 and in bf16 at the budget
+    of tests/accuracy_floor.py (its ``precision_runs``; the same budget with ``--quick``):
+    their val and test accuracy, the seconds each precision took, fp32 - bf16 in points."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import accuracy_floor
 
-
-def bf16_against_fp32(device: torch.device, quick: bool) -> dict:
-    """The demo tailored in fp32 and in bf16 on ``device`` (the whole of ``raytailor tailor``'s
-    training: teacher, student, fine-tune); fp32 - bf16 in points."""
-    from raytailor.run import fit_teacher, model_metrics, prepare, run_method
-    from raytailor.spec import load_spec
-
-    budget = ["teacher.epochs=1", "student_epochs=1", "finetune_epochs=1", "skips=2", "blocks_removed=1",
-              "theta=0.0"] if quick else DEMO_BUDGET  # quick: one epoch leaves weak attention, keep every proxy
-    runs = {}
-    for precision in ("fp32", "bf16"):
-        began = time.perf_counter()
-        spec = load_spec(Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml",
-                         [*budget, f"device={device}", f"precision={precision}"])
-        prepared = prepare(spec)
-        teacher = fit_teacher(prepared, verbose=False)
-        reference = model_metrics(prepared, teacher, [teacher])
-        tailored = run_method(prepared, teacher, spec.hyperparameters(), verbose=False).metrics
-        runs[precision] = {"teacher_val": reference["val_accuracy"], "teacher_test": reference["test_accuracy"],
-                           "tailored_val": tailored["val_accuracy"], "tailored_test": tailored["test_accuracy"],
-                           "seconds": round(time.perf_counter() - began, 1)}
-    gaps = {k: round(runs["fp32"][k] - runs["bf16"][k], 2) for k in runs["fp32"] if k != "seconds"}
-    return {"demo": runs, "fp32_minus_bf16": gaps}
+    runs = accuracy_floor.precision_runs(0, device=str(device), methods=("nettailor",))
+    return {"accuracy": {precision: {f"{model} {split}": run[model][f"{split}_accuracy"]
+                                     for model in ("teacher", "nettailor") for split in ("val", "test")}
+                         for precision, run in runs.items()},
+            "seconds": {precision: run["seconds"] for precision, run in runs.items()},
+            "fp32_minus_bf16": accuracy_floor.bf16_gap(runs)}
 
 
 def main() -> None:
@@ -324,7 +311,7 @@ def main() -> None:
     report["components"] = components(device, args.quick)
     for row in report["components"]:
         print(json.dumps(row), flush=True)
-    report["precision"] = _attempt("demo tailored in fp32 and bf16", lambda: bf16_against_fp32(device, args.quick))
+    report["precision"] = _attempt("demo tailored in fp32 and bf16", lambda: bf16_against_fp32(device))
     print(json.dumps(report["precision"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))

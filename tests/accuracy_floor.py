@@ -11,7 +11,8 @@ and prints the teacher - tailored gaps in points, val and test, with their media
 The figures and the margins chosen from them are in MARGINS below and in the README. This is not
 a test module (pytest collects test_*.py only); tests/test_accuracy_floor.py runs seed 0.
 ``--precision bf16`` runs every stage under bf16 autocast instead (``precision: bf16``);
-``--bf16-gap`` runs NetTailor both ways per seed and prints fp32 - bf16 in points (BF16_MARGIN).
+``--bf16-gap`` runs the teacher and both methods both ways per seed and prints fp32 - bf16 in
+points (BF16_MARGIN); ``benchmarks/gpu_check.py`` runs the same on a GPU.
 """
 
 from __future__ import annotations
@@ -56,39 +57,49 @@ MARGINS = {"nettailor": {"val": 8.0, "test": 4.0}, "transtailor": {"val": 3.5, "
 BF16_MARGIN = 1.5
 
 
-def spec_for(method: str, seed: int, precision: str = "fp32"):
+def spec_for(method: str, seed: int, precision: str = "fp32", device: str = "cpu"):
     from raytailor.spec import load_spec
 
-    return load_spec(SPECS[method], [*TEACHER, *BUDGET[method], f"data.seed={seed}", "device=cpu",
+    return load_spec(SPECS[method], [*TEACHER, *BUDGET[method], f"data.seed={seed}", f"device={device}",
                                      f"precision={precision}"])
 
 
-def teacher_for(seed: int, precision: str = "fp32"):
+def teacher_for(seed: int, precision: str = "fp32", device: str = "cpu"):
     """Prepared demo task and its fine-tuned teacher (the same for both methods)."""
     from raytailor.run import fit_teacher, model_metrics, prepare
 
-    prepared = prepare(spec_for("nettailor", seed, precision))
+    prepared = prepare(spec_for("nettailor", seed, precision, device))
     teacher = fit_teacher(prepared, verbose=False)
     return prepared, teacher, model_metrics(prepared, teacher, [teacher])
 
 
 def tailor(method: str, prepared, teacher) -> dict:
-    """The method at BUDGET on ``prepared``'s task (in its precision); the chosen model's metrics."""
+    """The method at BUDGET on ``prepared``'s task (in its precision, on its device); the chosen
+    model's metrics."""
     from raytailor.run import run_method
 
-    seed = prepared.spec.data.seed
-    prepared = dataclasses.replace(prepared, spec=spec_for(method, seed, prepared.spec.precision))
+    spec = prepared.spec
+    prepared = dataclasses.replace(prepared, spec=spec_for(method, spec.data.seed, spec.precision, spec.device))
     return run_method(prepared, teacher, prepared.spec.hyperparameters(), verbose=False).metrics
 
 
-def bf16_gap(seed: int) -> dict:
-    """fp32 - bf16 in points: the teacher's and each method's val and test accuracy."""
+def precision_runs(seed: int, *, device: str = "cpu", methods: tuple[str, ...] = tuple(SPECS)) -> dict:
+    """In fp32 and in bf16: the teacher's and each of ``methods``' metrics, and the seconds they
+    took, by model name."""
     runs = {}
     for precision in ("fp32", "bf16"):
-        prepared, teacher, reference = teacher_for(seed, precision)
-        runs[precision] = {"teacher": reference, **{m: tailor(m, prepared, teacher) for m in SPECS}}
+        began = time.perf_counter()
+        prepared, teacher, reference = teacher_for(seed, precision, device)
+        runs[precision] = {"teacher": reference, **{m: tailor(m, prepared, teacher) for m in methods},
+                           "seconds": round(time.perf_counter() - began, 1)}
+    return runs
+
+
+def bf16_gap(runs: dict) -> dict:
+    """fp32 - bf16 in points (``precision_runs``): each model's val and test accuracy."""
+    models = [name for name in runs["fp32"] if name != "seconds"]
     return {f"{model} {split}": round(runs["fp32"][model][f"{split}_accuracy"] - runs["bf16"][model][f"{split}_accuracy"], 2)
-            for model in ("teacher", *SPECS) for split in ("val", "test")}
+            for model in models for split in ("val", "test")}
 
 
 def main() -> None:
@@ -99,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.bf16_gap:
         for seed in args.seeds:
-            print(json.dumps({"seed": seed, **bf16_gap(seed)}), flush=True)
+            print(json.dumps({"seed": seed, **bf16_gap(precision_runs(seed))}), flush=True)
         return
     gaps: dict[str, dict[str, list[float]]] = {m: {"val": [], "test": []} for m in SPECS}
     for seed in args.seeds:
